@@ -1,0 +1,354 @@
+"""YAML experiment file -> validated, frozen dataclasses.
+
+One file is one experiment (see README "The YAML"). Everything is checked
+before anything starts: unknown keys, methods, datasets, archs and
+hyperparameters, bad types, empty or inverted ranges. Each problem is a
+`ConfigError` naming the file, key path, bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+from .errors import ConfigError
+from .schema import from_mapping, option, to_mapping, unknown_key_error
+from .space import SearchDim
+
+METRIC_DIRECTIONS = {
+    # metric -> "max" or "min"; the vocabulary shared by YAML, Tune, MLflow and `best`
+    "score": "max",
+    "val_acc": "max",
+    "test_acc": "max",
+    "retain_acc": "max",
+    "forget_acc": "min",
+    "ua": "max",
+    "mia": "max",
+    "mia_gap": "min",
+    "ua_gap": "min",
+    "avg_gap": "min",
+    "test_mia_gap": "min",
+    "test_avg_gap": "min",
+    "seconds": "min",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ForgetConfig:
+    kind: Literal["random", "class"] = "random"
+    fraction: float = option(0.1, gt=0.0, lt=1.0, help="share of the train set forgotten (kind: random)")
+    classes: tuple[int, ...] = option((), help="class ids whose train samples are forgotten (kind: class)")
+
+    def __post_init__(self) -> None:
+        if self.kind == "class" and not self.classes:
+            raise ConfigError("data.forget.classes", "is required when kind is 'class' (e.g. classes: [0])", value=None)
+        if self.kind == "random" and self.classes:
+            raise ConfigError("data.forget.classes", "only applies to kind: class; for kind: random give fraction", value=self.classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"
+    root: str | None = option(None, help="directory holding the dataset files (torchvision datasets)")
+    download: bool = option(False, help="let torchvision download a missing dataset into root")
+    forget: ForgetConfig = dataclasses.field(default_factory=ForgetConfig)
+    seed: int = option(0, ge=0, help="seed of the train/val/test split and the forget selection")
+    val_fraction: float = option(0.1, gt=0.0, lt=0.5, help="share held out for validation (tuning selects on it)")
+    test_fraction: float = option(0.2, gt=0.0, lt=0.5, help="share held out for test where the dataset has no test split")
+    max_train: int | None = option(None, ge=10, help="subsample the train set (stratified) for quick runs")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "small_cnn"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Recipe for the original and retrain reference models (METHODS.md §2)."""
+
+    epochs: int = option(60, ge=1)
+    lr: float = option(0.05, gt=0.0)
+    batch_size: int = option(64, ge=1)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = option(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = option(5e-4, ge=0.0)
+    schedule: Literal["cosine", "step", "none"] = "cosine"
+    milestones: tuple[int, ...] = option((), help="epochs at which schedule 'step' multiplies lr by gamma")
+    gamma: float = option(0.1, gt=0.0, le=1.0)
+    augment: Literal["auto", "none", "crop_flip"] = "auto"
+    seed: int = option(0, ge=0, help="seed of model initialisation and batch order")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    kind: Literal["combined", "avg_gap", "pareto"] = "combined"
+    retained: Literal["val_acc", "test_acc", "retain_acc"] = "val_acc"
+    mia_weight: float = option(1.0, ge=0.0)
+    forget_weight: float = option(0.0, ge=0.0, help="weight of |UA - UA_retrain| subtracted from the score")
+    pareto: tuple[str, ...] = ()
+    max_val_drop: float | None = option(
+        10.0, ge=0.0, help="a trial whose val_acc ends this far below the original's is marked 'collapsed' and gets the worst score"
+    )
+
+    def __post_init__(self) -> None:
+        if self.kind == "pareto":
+            if len(self.pareto) < 2:
+                raise ConfigError("objective.pareto", "pareto needs two or more metrics, e.g. [val_acc, mia_gap]", value=self.pareto)
+            for i, m in enumerate(self.pareto):
+                if m not in METRIC_DIRECTIONS or m == "score":
+                    allowed = ", ".join(k for k in METRIC_DIRECTIONS if k != "score")
+                    raise ConfigError(f"objective.pareto[{i}]", f"unknown metric {m!r}; allowed: {allowed}", value=m)
+        elif self.pareto:
+            raise ConfigError("objective.pareto", "is only read when kind is 'pareto'", value=self.pareto)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourcesConfig:
+    cpu: float = option(1.0, gt=0.0)
+    gpu: float = option(0.0, ge=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    num_samples: int = option(16, ge=1)
+    max_concurrent: int | None = option(None, ge=1, help="default: as many as the cluster's resources hold")
+    scheduler: Literal["none", "asha"] = "none"
+    grace_period: int = option(1, ge=1, help="ASHA: epochs before a trial may be stopped")
+    reduction_factor: float = option(2.0, gt=1.0, help="ASHA: keep 1/reduction_factor at each rung")
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = option(0, ge=0, help="seed of the sampler and of every trial's method")
+    max_failures: int = option(0, ge=0, help="retries of a trial that raised")
+    resources: ResourcesConfig = dataclasses.field(default_factory=ResourcesConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None = option(None, help="MLflow tracking URI; default sqlite:///mlflow.db in the working directory")
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "objective": ObjectiveConfig,
+    "tune": TuneConfig,
+    "tracking": TrackingConfig,
+}
+_TOP_KEYS = ["experiment", "method", "fixed", "search", *_SECTIONS]
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A validated experiment: everything `prepare`, `run` and `tune` need."""
+
+    experiment: str
+    method: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    objective: ObjectiveConfig
+    tune: TuneConfig
+    tracking: TrackingConfig
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    search: Mapping[str, SearchDim] = dataclasses.field(default_factory=dict)
+    source: str = "<config>"
+
+    def method_params(self, sampled: Mapping[str, Any] | None = None) -> Any:
+        """The method's hyperparameter instance for fixed values plus `sampled` ones."""
+        from .hparams import make_params
+        from .methods import get_method
+
+        values = {**self.fixed, **(sampled or {})}
+        return make_params(get_method(self.method).Params, values, path="fixed")
+
+    def to_dict(self) -> dict:
+        """Plain data that `parse_experiment` reads back to an equal Experiment."""
+        out: dict[str, Any] = {"experiment": self.experiment, "method": self.method}
+        for name in _SECTIONS:
+            out[name] = to_mapping(getattr(self, name))
+        out["fixed"] = dict(self.fixed)
+        out["search"] = {k: d.to_yaml() for k, d in self.search.items()}
+        return out
+
+    def replace(self, **changes: Any) -> "Experiment":
+        return dataclasses.replace(self, **changes)
+
+
+def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
+    """Read, override and validate an experiment file."""
+    source = str(path)
+    raw = read_yaml(Path(path))
+    raw = apply_overrides(raw, overrides, source=source)
+    return parse_experiment(raw, source=source)
+
+
+def read_yaml(path: Path) -> Any:
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("", "file not found", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError("", "is a directory, expected a YAML file", source=source) from None
+    except OSError as err:
+        raise ConfigError("", f"cannot be read: {err.strerror}", source=source) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError("", f"is not UTF-8 text (byte {err.start}: {data[err.start:err.start + 1]!r})", source=source) from None
+    return parse_yaml_text(text, source)
+
+
+def parse_yaml_text(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_SafeLoaderWithoutAliases)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as err:
+        raise err.with_source(source) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError("", f"YAML syntax error: {where}{problem}", source=source) from None
+
+
+class _SafeLoaderWithoutAliases(yaml.SafeLoader):
+    """yaml.safe_load, refusing aliases: an experiment needs none, and they allow 'billion laughs' bombs."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError("", f"YAML aliases (*{event.anchor}) are not supported, line {event.start_mark.line + 1}; write the value out")
+        return super().compose_node(parent, index)
+
+
+def apply_overrides(raw: Any, overrides: Sequence[str], source: str = "<config>") -> Any:
+    """Apply `--set key.path=value` overrides (values parsed as YAML) to a raw mapping."""
+    if not overrides:
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"the file must hold a mapping of {', '.join(_TOP_KEYS)}", source=source)
+    raw = _deep_copy(raw)
+    for item in overrides:
+        where = f"--set {item}"
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("", "expected key.path=value, e.g. --set train.epochs=5", source=where)
+        value = parse_yaml_text(text, where) if text.strip() else None
+        parts = key.strip().split(".")
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(".".join(parts[: depth + 1]), f"is {child!r}, not a mapping, so {key} cannot be set", source=where)
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def parse_experiment(raw: Any, source: str = "<config>") -> Experiment:
+    try:
+        return _parse(raw)
+    except ConfigError as err:
+        raise err.with_source(source) from None
+
+
+def _parse(raw: Any) -> Experiment:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("", f"the file must hold a mapping with keys {', '.join(_TOP_KEYS)}, got {type(raw).__name__}")
+    for key in raw:
+        if key not in _TOP_KEYS:
+            raise unknown_key_error(str(key), _TOP_KEYS, "")
+    for key in ("experiment", "method"):
+        if key not in raw:
+            raise ConfigError(key, "is required", value=None)
+    name = raw["experiment"]
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("experiment", f"must be a non-empty name, got {name!r}", value=name)
+    sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
+    _check_registry_names(sections["data"], sections["model"])
+    method_name = raw["method"]
+    method_cls = _lookup_method(method_name)
+    fixed = raw.get("fixed") or {}
+    search = raw.get("search") or {}
+    for key, value in (("fixed", fixed), ("search", search)):
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"must be a mapping of hyperparameter names, got {value!r}", value=value)
+    both = sorted(set(fixed) & set(search))
+    if both:
+        raise ConfigError(f"search.{both[0]}", "is also under 'fixed'; a hyperparameter is either fixed or searched", value=both[0])
+
+    from .hparams import make_params, parse_search
+
+    params = make_params(method_cls.Params, fixed, path="fixed")
+    space = parse_search(method_cls.Params, search, path="search")
+    _check_objective_against_tune(sections["objective"], sections["tune"])
+    return Experiment(
+        experiment=name.strip(),
+        method=method_name,
+        fixed={k: getattr(params, k) for k in fixed},
+        search=space,
+        **sections,
+    )
+
+
+def _check_objective_against_tune(objective: ObjectiveConfig, tune: TuneConfig) -> None:
+    if objective.kind == "pareto" and tune.scheduler == "asha":
+        raise ConfigError(
+            "tune.scheduler",
+            "asha needs a single metric, but objective.kind is 'pareto'; use scheduler: none or a combined objective",
+            value="asha",
+        )
+
+
+def _check_registry_names(data: DataConfig, model: ModelConfig) -> None:
+    from .data import DATASETS
+    from .models import ARCHS, check_compatible
+
+    if data.dataset not in DATASETS:
+        raise unknown_name("data.dataset", data.dataset, list(DATASETS), "dataset")
+    if model.arch not in ARCHS:
+        raise unknown_name("model.arch", model.arch, list(ARCHS), "arch")
+    info, _ = DATASETS[data.dataset]
+    check_compatible(model.arch, info.input_shape, data.dataset)
+    for i, c in enumerate(data.forget.classes):
+        if not 0 <= c < info.num_classes:
+            raise ConfigError(f"data.forget.classes[{i}]", f"class {c} does not exist; {data.dataset} has classes 0..{info.num_classes - 1}", value=c)
+
+
+def _lookup_method(name: Any) -> Any:
+    from .methods import METHODS
+
+    if not isinstance(name, str):
+        raise ConfigError("method", f"must be a method name, got {name!r}; see `ray-unlearn methods`", value=name)
+    if name not in METHODS:
+        raise unknown_name("method", name, list(METHODS), "method")
+    return METHODS[name]
+
+
+def unknown_name(key: str, value: str, allowed: list[str], what: str) -> ConfigError:
+    import difflib
+
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(key, f"unknown {what} {value!r}{hint}; allowed: {', '.join(sorted(allowed))}", value=value)
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(to_mapping(data), sort_keys=False, default_flow_style=None)
