@@ -1,0 +1,73 @@
+"""AMUN: Adversarial Machine UNlearning (arXiv 2503.00917), METHODS.md §4.
+
+Step A, once per (original model, forget set, eps0, S): for every forget
+sample the nearest misclassified input by L2 PGD with epsilon doubling,
+labelled with the model's wrong prediction (memoised, shared by all trials).
+Step B: plain CE fine-tuning on shuffled D_r u D_f u D_A (or D_f u D_A
+without a retain set); real samples may be augmented, D_A never.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from ..data.base import TensorSet
+from ..hparams import hp
+from ..train import batches, fit
+from .attacks import AdversarialSet, pgd_l2_nearest
+from .base import Context, Method, SGDParams, UnlearnData
+
+
+@dataclasses.dataclass(frozen=True)
+class AmunParams(SGDParams):
+    epsilon: float = hp(0.04, gt=0.0, low=0.005, high=0.5, log=True, help="initial L2 PGD radius eps0 in pixel space")
+    steps: int = hp(50, ge=1, grid=(10, 20, 50, 100), help="PGD steps per epsilon round")
+    max_doublings: int = hp(20, ge=0, le=40, help="cap on epsilon doublings for samples still classified correctly")
+    lr: float = hp(0.01, gt=0.0, low=1e-5, high=0.1, log=True, help="fine-tuning learning rate")
+    decay_step: int = hp(1, ge=1, grid=(1, 5, 10), help="epochs between learning-rate decays")
+    gamma: float = hp(0.1, gt=0.0, le=1.0, help="learning-rate decay factor")
+    epochs: int = hp(10, ge=1, low=3, high=20, help="fine-tuning epochs")
+
+
+def adversarial_set(model: nn.Module, data: UnlearnData, hp: AmunParams, ctx: Context) -> AdversarialSet:
+    """Step A on the (unmodified) original weights, through the context's memo."""
+    key = {"epsilon": hp.epsilon, "steps": hp.steps, "max_doublings": hp.max_doublings}
+
+    def compute() -> dict[str, torch.Tensor]:
+        adv = pgd_l2_nearest(
+            model, data.forget.x, data.forget.y,
+            epsilon=hp.epsilon, steps=hp.steps, max_doublings=hp.max_doublings, input_range=data.input_range,
+        )
+        return {k: v.cpu() for k, v in adv.to_dict().items()}
+
+    stored = ctx.memo("amun_adversarial", key, compute)
+    return AdversarialSet.from_dict({k: v.to(ctx.device) for k, v in stored.items()})
+
+
+class Amun(Method):
+    name = "amun"
+    summary = "Fine-tune on the forget set plus its nearest adversarial examples labelled with the wrong class."
+    paper = "Ebrahimpour-Boroojeny et al., AMUN: Adversarial Machine UNlearning (arXiv 2503.00917)"
+    Params = AmunParams
+
+    def unlearn(self, model: nn.Module, data: UnlearnData, hp: AmunParams, ctx: Context) -> nn.Module:
+        adv = adversarial_set(model, data, hp, ctx)
+        ctx.extras.update(
+            adv_mean_epsilon=adv.epsilon.mean().item(),
+            adv_mean_distance=adv.distance.mean().item(),
+            adv_found_fraction=adv.found.float().mean().item(),
+        )
+        real = data.forget if data.retain is None else data.retain.concat(data.forget)
+        train = real.concat(adv.training_set())
+        augment_mask = torch.arange(len(train), device=train.x.device) < len(real)
+        fit(
+            model,
+            lambda: batches(train, hp.batch_size, ctx.generator, augment=data.augment, augment_mask=augment_mask),
+            hp.optim(hp.lr, schedule="step", step_size=hp.decay_step, gamma=hp.gamma),
+            epochs=hp.epochs,
+            on_epoch=ctx.epoch_hook(model),
+        )
+        return model

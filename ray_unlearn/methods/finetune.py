@@ -1,0 +1,35 @@
+"""FT: fine-tune on the retain set only (METHODS.md §3). The forget set is never read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from ..hparams import hp
+from ..train import batches, fit
+from .base import Context, Method, SGDParams, UnlearnData
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneParams(SGDParams):
+    lr: float = hp(0.01, gt=0.0, low=1e-3, high=1e-1, log=True, help="SGD learning rate")
+    epochs: int = hp(10, ge=1, grid=(5, 10, 20), help="passes over the retain set")
+
+
+class FineTune(Method):
+    name = "finetune"
+    summary = "Fine-tune the original model on the retain set only (catastrophic forgetting)."
+    paper = "Warnecke et al., Machine Unlearning of Features and Labels (NDSS 2023); baseline in SalUn / AMUN"
+    Params = FineTuneParams
+
+    def unlearn(self, model: nn.Module, data: UnlearnData, hp: FineTuneParams, ctx: Context) -> nn.Module:
+        retain = data.retain
+        fit(
+            model,
+            lambda: batches(retain, hp.batch_size, ctx.generator, augment=data.augment),
+            hp.optim(hp.lr),
+            epochs=hp.epochs,
+            on_epoch=ctx.epoch_hook(model),
+        )
+        return model
