@@ -1,0 +1,140 @@
+"""`ray-unlearn`: one entry point, subcommands. Argument parsing and error reporting only.
+
+A user's mistake (UnlearnError) is printed in one or two lines with exit
+code 2 and no traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import UnlearnError
+
+EPILOG = {
+    "main": """examples:
+  ray-unlearn tune search_spaces/digits_gradient_ascent.yaml      # a sweep on the embedded digits data
+  ray-unlearn prepare search_spaces/digits_amun.yaml              # train + cache the reference models
+  ray-unlearn run search_spaces/digits_amun.yaml --set fixed.lr=0.02
+  ray-unlearn best digits-gradient-ascent --top 5 --export best.yaml
+  ray-unlearn methods amun
+  ray-unlearn ui
+""",
+    "prepare": """examples:
+  ray-unlearn prepare search_spaces/digits_amun.yaml
+  ray-unlearn prepare my.yaml --set data.dataset=mnist --data-dir /data --set model.arch=mlp
+""",
+    "run": """One unlearning run with fixed hyperparameters (the file's `fixed:` plus method
+defaults; `search:` is ignored), no Ray. Prints metrics and logs one MLflow run.
+
+examples:
+  ray-unlearn run search_spaces/digits_amun.yaml
+  ray-unlearn run search_spaces/digits_amun.yaml --set fixed.lr=0.05 --set fixed.epochs=3
+  ray-unlearn run best.yaml                        # a config written by `best --export`
+""",
+    "tune": """The sweep: Ray Tune schedules trials, Optuna samples `search:`, MLflow records.
+
+examples:
+  ray-unlearn tune search_spaces/digits_gradient_ascent.yaml
+  ray-unlearn tune search_spaces/digits_amun.yaml --num-samples 32 --set tune.max_concurrent=2
+  ray-unlearn tune cifar.yaml --address auto --storage s3://bucket/sweeps --tracking-uri http://mlflow:5000
+""",
+    "best": """Rank finished trials of an MLflow experiment (name, or a config file naming it).
+
+examples:
+  ray-unlearn best digits-gradient-ascent
+  ray-unlearn best search_spaces/digits_amun.yaml --top 5 --metric avg_gap
+  ray-unlearn best digits-amun --export best.yaml && ray-unlearn run best.yaml
+""",
+    "methods": """examples:
+  ray-unlearn methods
+  ray-unlearn methods amun
+""",
+    "ui": """Start the MLflow UI on the store (bound to 127.0.0.1) and print a link to the runs table.
+
+examples:
+  ray-unlearn ui
+  ray-unlearn ui search_spaces/digits_amun.yaml --port 5001
+""",
+}
+
+
+def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
+    if config:
+        p.add_argument("config", help="experiment YAML file (see search_spaces/)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a YAML key, e.g. --set train.epochs=5 (repeatable)")
+        p.add_argument("--data-dir", help="dataset directory (same as --set data.root=DIR)")
+        p.add_argument("--cache-dir", help="reference cache (default: $RAY_UNLEARN_CACHE or ~/.cache/ray_unlearn)")
+        p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the YAML's tracking.uri, else sqlite:///mlflow.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="ray-unlearn",
+        description="Tune machine-unlearning methods at scale: Ray Tune + Optuna + MLflow.",
+        epilog=EPILOG["main"],
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("prepare", help="train and cache the original and retrain reference models",
+                       epilog=EPILOG["prepare"], formatter_class=fmt)
+    _common(p)
+    p = sub.add_parser("run", help="one unlearning run with fixed hyperparameters, no Ray",
+                       description=EPILOG["run"].split("\n\n")[0], epilog=EPILOG["run"].split("\n\n", 1)[1], formatter_class=fmt)
+    _common(p)
+    p.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    p = sub.add_parser("tune", help="the sweep", description=EPILOG["tune"].split("\n\n")[0],
+                       epilog=EPILOG["tune"].split("\n\n", 1)[1], formatter_class=fmt)
+    _common(p)
+    p.add_argument("--num-samples", type=int, help="number of trials (overrides tune.num_samples)")
+    p.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local instance)")
+    p.add_argument("--storage", help="Ray Tune storage path or URI (default: ./ray_results)")
+    p.add_argument("--name", help="sweep name (default: <experiment>-<time>)")
+    p = sub.add_parser("best", help="rank finished trials from MLflow; export the winner",
+                       description=EPILOG["best"].split("\n\n")[0], epilog=EPILOG["best"].split("\n\n", 1)[1], formatter_class=fmt)
+    p.add_argument("experiment", help="MLflow experiment name, or an experiment YAML file")
+    _common(p, config=False)
+    p.add_argument("--top", type=int, default=10, help="how many to show (default 10)")
+    p.add_argument("--metric", default="score", help="metric to rank by (default score)")
+    p.add_argument("--method", help="only runs of this method")
+    p.add_argument("--export", metavar="FILE", help="write the best run's config as a runnable YAML")
+    p = sub.add_parser("methods", help="list methods, their hyperparameters, defaults and ranges",
+                       epilog=EPILOG["methods"], formatter_class=fmt)
+    p.add_argument("name", nargs="?", help="show one method in detail")
+    p = sub.add_parser("ui", help="start the MLflow UI on the store, bound to 127.0.0.1",
+                       description=EPILOG["ui"].split("\n\n")[0], epilog=EPILOG["ui"].split("\n\n", 1)[1], formatter_class=fmt)
+    p.add_argument("config", nargs="?", help="experiment YAML (for its tracking.uri and experiment)")
+    _common(p, config=False)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from . import commands
+
+    try:
+        return getattr(commands, f"cmd_{args.command}")(args) or 0
+    except UnlearnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

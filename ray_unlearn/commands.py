@@ -1,0 +1,274 @@
+"""What each `ray-unlearn` subcommand does, in the order it does it.
+
+Validation comes first (a bad file trains nothing and creates no MLflow
+run), then the tracking store is reached (so an unreachable server fails
+before any training), then references are prepared, then the work runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import Experiment, dump_yaml, load_experiment, parse_experiment, parse_yaml_text
+from .errors import ConfigError, TrackingError
+from .progress import EpochBar, markdown_table, table
+
+logger = logging.getLogger(__name__)
+
+REF_COLUMNS = ["model", "forget_acc", "retain_acc", "val_acc", "test_acc", "mia", "seconds"]
+RANK_COLUMNS = ["rank", "run_name", "status", "score", "val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc"]
+
+
+def load(args: argparse.Namespace) -> Experiment:
+    overrides = list(args.overrides)
+    if getattr(args, "data_dir", None):
+        overrides.append(f"data.root={args.data_dir}")
+    return load_experiment(args.config, overrides)
+
+
+def _store(args: argparse.Namespace):
+    from .cache import Store, default_cache_dir
+
+    return Store(args.cache_dir or default_cache_dir())
+
+
+def _device(args: argparse.Namespace):
+    from .train import pick_device
+
+    return pick_device(args.device)
+
+
+def _tracking_uri(args: argparse.Namespace, exp: Experiment | None = None) -> str:
+    from .tracking import resolve_uri
+
+    return resolve_uri(args.tracking_uri or (exp.tracking.uri if exp else None))
+
+
+def _prepare(exp: Experiment, args: argparse.Namespace):
+    from .references import prepare
+
+    store = _store(args)
+    refs, trained = prepare(exp, store, _device(args), progress=EpochBar())
+    verb = "trained" if trained else "loaded from cache"
+    print(f"references {refs.key} {verb} ({store.entry(refs.key)})", file=sys.stderr)
+    return refs, trained, store
+
+
+def _reference_rows(refs) -> list[dict[str, Any]]:
+    return [{"model": "original", **refs.original_metrics}, {"model": "retrain", **refs.retrain_metrics}]
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    exp = load(args)
+    refs, trained, _ = _prepare(exp, args)
+    splits = refs.splits
+    print(f"{exp.data.dataset}: train {len(splits.train)} (forget {len(splits.forget_idx)}, retain {len(splits.retain_idx)}), "
+          f"val {len(splits.val)}, test {len(splits.test)}")
+    print(table(_reference_rows(refs), REF_COLUMNS))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .cache import Store
+    from .trial import run_trial
+
+    exp = load(args)
+    hp = exp.method_params()
+    if exp.search:
+        print(f"note: `run` ignores search: ({', '.join(exp.search)}); it uses fixed: values and method defaults", file=sys.stderr)
+    uri = None if args.no_track else _tracking_uri(args, exp)
+    if uri:
+        from .tracking import Tracker
+
+        Tracker(uri, exp.experiment)  # reach the store before any training
+    refs, _, store = _prepare(exp, args)
+    bar = EpochBar()
+    epochs = getattr(hp, "epochs", 0)
+
+    def report(metrics: dict) -> None:
+        shown = {k: metrics[k] for k in ("score", "forget_acc", "val_acc", "mia") if k in metrics}
+        bar(exp.method, int(metrics["epoch"]), max(epochs, int(metrics["epoch"])), shown)
+
+    result = run_trial(exp, refs, {}, seed=exp.tune.seed, device=_device(args), report=report, memo=Store(store.root).memo(refs.key))
+    rows = _reference_rows(refs) + [{"model": exp.method, **result.metrics}]
+    print(table(rows, REF_COLUMNS + ["mia_gap", "avg_gap", "score"]))
+    print(f"status: {result.status}" + (f" ({result.message})" if result.message else ""))
+    if uri:
+        from .tracking import DATASET, HYPERPARAMS, METHOD, SEED, STATUS, log_single_run
+
+        run_id, uri = log_single_run(
+            uri, exp.experiment, f"{exp.method}-run",
+            params=result.hyperparameters,
+            metrics=result.metrics,
+            tags={METHOD: exp.method, DATASET: exp.data.dataset, STATUS: result.status, SEED: exp.tune.seed,
+                  HYPERPARAMS: json.dumps(result.hyperparameters, sort_keys=True)},
+            files={"config.yaml": dump_yaml(exp.to_dict())},
+        )
+        print(f"MLflow run {run_id} in experiment {exp.experiment!r} ({uri})")
+    return 0 if result.status == "ok" else 1
+
+
+def _sweep_name(exp: Experiment) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", exp.experiment).strip("-") or "sweep"
+    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _storage(args: argparse.Namespace) -> str:
+    if args.storage and "://" in args.storage:
+        return args.storage
+    return str(Path(args.storage or "ray_results").expanduser().resolve())
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .objective import describe
+    from .search import build_searcher, ensure_ray, run_sweep
+    from .tracking import DATASET, METHOD, SweepTracker, table_csv
+
+    exp = load(args)
+    if args.num_samples is not None and args.num_samples < 1:
+        raise ConfigError("--num-samples", f"must be >= 1, got {args.num_samples}")
+    build_searcher(exp)  # search-space errors before anything is trained
+    tracker = SweepTracker(_tracking_uri(args, exp), exp.experiment)
+    refs, _, store = _prepare(exp, args)
+    print(table(_reference_rows(refs), REF_COLUMNS))
+    name = args.name or _sweep_name(exp)
+    ensure_ray(args.address)
+    tracker.start_sweep(
+        name,
+        tags={METHOD: exp.method, DATASET: exp.data.dataset, "ray_unlearn.references": refs.key},
+        params={"method": exp.method, "dataset": exp.data.dataset, "arch": exp.model.arch,
+                "forget": json.dumps(dataclasses.asdict(exp.data.forget)), "objective": describe(exp.objective),
+                **{f"fixed.{k}": v for k, v in exp.fixed.items()}},
+        metrics={**{f"retrain_{k}": v for k, v in refs.retrain_metrics.items()},
+                 **{f"original_{k}": v for k, v in refs.original_metrics.items()}},
+        files={"config.yaml": dump_yaml(exp.to_dict()),
+               "search_space.json": json.dumps({k: d.to_yaml() for k, d in exp.search.items()}, indent=1)},
+    )
+    print(f"sweep {name}: {args.num_samples or exp.tune.num_samples} trials of {exp.method}, {describe(exp.objective)}", file=sys.stderr)
+    try:
+        outcome = run_sweep(exp, refs, tracker=tracker, storage_path=_storage(args), name=name,
+                            cache_root=str(store.root), num_samples=args.num_samples)
+    except BaseException:
+        tracker.end_run(tracker.parent_id, "KILLED")
+        raise
+    ranked = [{"rank": i + 1, **row} for i, row in enumerate(outcome.rows)]
+    hp_names = sorted(exp.search)
+    top = [{**r, **{k: r["hyperparameters"].get(k) for k in hp_names}} for r in ranked]
+    note = _sweep_note(exp, top[:10], hp_names)
+    tracker.finish(ranked, note=note, files={"trials.csv": table_csv(top, RANK_COLUMNS + hp_names)})
+    print()
+    print(f"best trials of {exp.experiment} ({describe(exp.objective)}; retrain val_acc {refs.retrain_metrics['val_acc']:.2f}, "
+          f"mia {refs.retrain_metrics['mia']:.2f}):")
+    print(table(top[:10], RANK_COLUMNS + hp_names))
+    if outcome.errors:
+        print(f"{outcome.errors} trial(s) failed; see their MLflow runs (status FAILED)", file=sys.stderr)
+    print(f"\nMLflow: experiment {exp.experiment!r} in {tracker.uri}, sweep run {tracker.parent_id}")
+    print(f"look at it:  ray-unlearn ui --tracking-uri {tracker.uri}")
+    print(f"export best: ray-unlearn best {exp.experiment} --tracking-uri {tracker.uri} --export best.yaml")
+    return 0
+
+
+def _sweep_note(exp: Experiment, top: list[dict[str, Any]], hp_names: list[str]) -> str:
+    lines = [f"## {exp.experiment}: {exp.method} on {exp.data.dataset}", ""]
+    if top:
+        best = top[0]
+        winning = ", ".join(f"`{k}={best['hyperparameters'].get(k)}`" for k in hp_names)
+        lines += [f"**Best trial:** {best['run_name']} with score {best['score']:.3f}: {winning}", ""]
+    lines.append(markdown_table(top, RANK_COLUMNS + hp_names))
+    return "\n".join(lines)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from .tracking import ranked_runs, read_run_config
+
+    experiment, uri = args.experiment, args.tracking_uri
+    if experiment.endswith((".yaml", ".yml")) or Path(experiment).is_file():
+        exp = load_experiment(experiment)
+        experiment, uri = exp.experiment, uri or exp.tracking.uri
+    from .config import METRIC_DIRECTIONS
+
+    ascending = METRIC_DIRECTIONS.get(args.metric, "max") == "min"
+    rows = ranked_runs(uri, experiment, top=args.top, metric=args.metric, ascending=ascending, method=args.method)
+    if not rows:
+        raise TrackingError(f"no finished runs with metric {args.metric!r} in experiment {experiment!r}")
+    hp_names = sorted({k for r in rows for k in r["hyperparameters"]})
+    shown = [{"rank": i + 1, "run_name": r["run_name"], "method": r["method"], "status": r["status"],
+              **{k: r["metrics"].get(k) for k in ("score", "val_acc", "forget_acc", "mia_gap", "avg_gap", "test_acc")},
+              **(({args.metric: r["metrics"].get(args.metric)}) if args.metric not in ("score",) else {})}
+             for i, r in enumerate(rows)]
+    columns = ["rank", "run_name", "method", "status", "score", "val_acc", "forget_acc", "mia_gap", "avg_gap", "test_acc"]
+    if args.metric not in columns:
+        columns.append(args.metric)
+    print(table(shown, columns))
+    best = rows[0]
+    print(f"\nbest: {best['run_name']} ({best['run_id']}): " + ", ".join(f"{k}={best['hyperparameters'][k]}" for k in hp_names))
+    if args.export:
+        raw = parse_yaml_text(read_run_config(uri, best["run_id"]), f"run {best['run_id']} config.yaml")
+        raw["fixed"] = dict(best["hyperparameters"])
+        raw["search"] = {}
+        raw.setdefault("tune", {})["seed"] = best["seed"]
+        exp = parse_experiment(raw, source=f"export of run {best['run_id']}")  # must be runnable
+        header = (f"# exported by `ray-unlearn best` from MLflow run {best['run_id']} ({best['run_name']}),\n"
+                  f"# {args.metric} = {best['metrics'].get(args.metric)}; run it with: ray-unlearn run {args.export}\n")
+        Path(args.export).write_text(header + dump_yaml(exp.to_dict()))
+        print(f"wrote {args.export}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .hparams import describe
+    from .methods import METHODS
+
+    if args.name:
+        if args.name not in METHODS:
+            from .config import unknown_name
+
+            raise unknown_name("method", args.name, list(METHODS), "method")
+        cls = METHODS[args.name]
+        print(f"{cls.name}: {cls.summary}")
+        print(f"paper: {cls.paper}")
+        print(f"reads the retain set: {'yes' if cls.uses_retain else 'no'}\n")
+        rows = [{"hyperparameter": p.name, "type": p.type.__name__, "default": p.default, "valid": p.valid,
+                 "search range": p.search.describe() if p.search else "-", "help": p.help} for p in describe(cls.Params)]
+        print(table(rows, ["hyperparameter", "type", "default", "valid", "search range", "help"]))
+        return 0
+    rows = []
+    for name, cls in METHODS.items():
+        params = describe(cls.Params)
+        searched = ", ".join(f"{p.name} {p.search.describe()} (default {p.default})" for p in params if p.search)
+        rows.append({"method": name, "summary": cls.summary, "searchable": searched})
+    for row in rows:
+        print(f"{row['method']}\n  {row['summary']}\n  search: {row['searchable']}\n")
+    print("details: ray-unlearn methods NAME")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    experiment = None
+    uri = args.tracking_uri
+    if args.config:
+        exp = load_experiment(args.config)
+        experiment, uri = exp.experiment, uri or exp.tracking.uri
+    from .tracking import Tracker, resolve_uri
+
+    uri = resolve_uri(uri)
+    url = f"http://{args.host}:{args.port}"
+    link = url
+    if experiment:
+        link = Tracker(uri, experiment).runs_url(url)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    print(f"MLflow UI for {uri}\nopen: {link}\n(Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0

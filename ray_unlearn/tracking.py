@@ -1,0 +1,293 @@
+"""MLflow: the only module that imports it.
+
+The driver is the only writer (a local SQLite store never sees concurrent
+writers; workers need no route to the tracking server). Per sweep: a parent
+run with the config, search space, reference metrics and a ranked table; per
+trial: a child run (`mlflow.parentRunId`) with hyperparameters as params,
+per-epoch metrics with step, final metrics, and tags method / dataset /
+trial id / status. The best child is tagged `best=true` and its score copied
+to the parent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote
+
+from .errors import TrackingError
+
+logger = logging.getLogger(__name__)
+
+KIND = "ray_unlearn.kind"  # sweep | trial | run
+TRIAL_ID = "ray_unlearn.trial_id"
+STATUS = "ray_unlearn.status"
+METHOD = "ray_unlearn.method"
+DATASET = "ray_unlearn.dataset"
+HYPERPARAMS = "ray_unlearn.hyperparameters"  # JSON, exact types, for `best --export`
+SEED = "ray_unlearn.seed"
+BEST = "best"
+PARENT = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """Absolute store URI: a relative sqlite path means different files in different processes."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri[len("sqlite:///"):]).expanduser().resolve()
+        return f"sqlite:///{path}"
+    if "://" not in uri:  # a bare path: a SQLite file
+        return f"sqlite:///{Path(uri).expanduser().resolve()}"
+    return uri
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _metrics_batch(metrics: Mapping[str, Any], step: int) -> list:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [
+        Metric(key, float(value), now, step)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    ]
+
+
+def _params_batch(params: Mapping[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    return [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+
+
+def _tags_batch(tags: Mapping[str, Any]) -> list:
+    from mlflow.entities import RunTag
+
+    return [RunTag(str(k), str(v)) for k, v in tags.items()]
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class Tracker:
+    """Writes one experiment's runs. Every call is a batch: one round trip per event."""
+
+    def __init__(self, uri: str | None, experiment: str):
+        self.uri = resolve_uri(uri)
+        self.experiment_name = experiment
+        self.client = _client(self.uri)
+        self.experiment_id = self._experiment_id(create=True)
+
+    def _experiment_id(self, create: bool) -> str:
+        try:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is not None:
+                if found.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(found.experiment_id)
+                return found.experiment_id
+            if not create:
+                raise TrackingError(f"no MLflow experiment named {self.experiment_name!r} in {self.uri}")
+            return self.client.create_experiment(self.experiment_name)
+        except TrackingError:
+            raise
+        except Exception as err:  # connection refused, bad URI, database errors
+            raise TrackingError(f"cannot use the MLflow store {self.uri}: {type(err).__name__}: {str(err).splitlines()[0][:300]}") from None
+
+    def start_run(self, name: str, tags: Mapping[str, Any], parent_id: str | None = None) -> str:
+        all_tags = dict(tags)
+        if parent_id:
+            all_tags[PARENT] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()})
+        return run.info.run_id
+
+    def log(self, run_id: str, *, metrics: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
+            tags: Mapping[str, Any] | None = None, step: int = 0) -> None:
+        self.client.log_batch(
+            run_id,
+            metrics=_metrics_batch(metrics or {}, step),
+            params=_params_batch(params or {}),
+            tags=_tags_batch(tags or {}),
+        )
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def runs_url(self, server_url: str, parent_id: str | None = None) -> str:
+        """Deep link to this experiment's runs table sorted by score, best first."""
+        query = "workflowType=machine_learning&orderByKey=metrics.%60score%60&orderByAsc=false"
+        if parent_id:
+            query += "&searchFilter=" + quote(f"tags.mlflow.parentRunId = '{parent_id}'", safe="")
+        return f"{server_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
+
+
+class SweepTracker(Tracker):
+    """Parent run per sweep, child run per trial; idempotent per trial id (resume never duplicates)."""
+
+    def __init__(self, uri: str | None, experiment: str, parent_id: str | None = None):
+        super().__init__(uri, experiment)
+        self.parent_id = parent_id
+        self.children: dict[str, str] = {}
+        self.steps: dict[str, int] = {}
+
+    def start_sweep(self, name: str, *, tags: Mapping[str, Any], params: Mapping[str, Any],
+                    metrics: Mapping[str, float], files: Mapping[str, str]) -> str:
+        if self.parent_id is None:
+            commit = git_commit()
+            all_tags = {KIND: "sweep", **tags}
+            if commit:
+                all_tags["mlflow.source.git.commit"] = commit
+            self.parent_id = self.start_run(name, all_tags)
+            self.log(self.parent_id, params=params, metrics=metrics)
+            for path, text in files.items():
+                self.log_text(self.parent_id, text, path)
+        else:
+            self.children.update(self._existing_children())
+        return self.parent_id
+
+    def _existing_children(self) -> dict[str, str]:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000
+        )
+        return {r.data.tags[TRIAL_ID]: r.info.run_id for r in runs if TRIAL_ID in r.data.tags}
+
+    def start_trial(self, trial_id: str, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
+        if trial_id in self.children:  # resumed or retried: keep logging into the same child run
+            self.log(self.children[trial_id], tags={STATUS: "running"})
+            return self.children[trial_id]
+        run_id = self.start_run(name, {KIND: "trial", TRIAL_ID: trial_id, STATUS: "running", **tags}, parent_id=self.parent_id)
+        self.log(run_id, params=params)
+        self.children[trial_id] = run_id
+        return run_id
+
+    def log_epoch(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> None:
+        run_id = self.children.get(trial_id)
+        if run_id is None:
+            return
+        self.steps[trial_id] = max(step, self.steps.get(trial_id, 0))
+        self.log(run_id, metrics=metrics, step=step)
+
+    def end_trial(self, trial_id: str, *, metrics: Mapping[str, Any], status: str, message: str = "",
+                  failed: bool = False) -> None:
+        run_id = self.children.get(trial_id)
+        if run_id is None:
+            return
+        tags = {STATUS: status}
+        if message:
+            tags["ray_unlearn.message"] = message[:5000]
+        self.log(run_id, metrics=metrics, tags=tags, step=self.steps.get(trial_id, 0))
+        self.end_run(run_id, "FAILED" if failed else "FINISHED")
+
+    def finish(self, ranked: list[dict[str, Any]], *, note: str, files: Mapping[str, str], status: str = "FINISHED") -> None:
+        """Tag the best child, copy its score to the parent, attach the ranked table, close the parent."""
+        assert self.parent_id is not None
+        for run in self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}' and tags.{BEST} = 'true'"
+        ):
+            self.client.set_tag(run.info.run_id, BEST, "false")
+        metrics = {}
+        if ranked:
+            best = ranked[0]
+            best_run = self.children.get(best["trial_id"])
+            if best_run:
+                self.client.set_tag(best_run, BEST, "true")
+            metrics = {"score": best["score"], "best_score": best["score"], "trials": len(ranked)}
+        self.log(self.parent_id, metrics=metrics, tags={NOTE: note})
+        for path, text in files.items():
+            self.log_text(self.parent_id, text, path)
+        self.end_run(self.parent_id, status)
+
+
+def log_single_run(uri: str | None, experiment: str, name: str, *, params: Mapping[str, Any], metrics: Mapping[str, Any],
+                   tags: Mapping[str, Any], files: Mapping[str, str], failed: bool = False) -> tuple[str, str]:
+    """One `ray-unlearn run`: a standalone run. Returns (run id, store URI)."""
+    tracker = Tracker(uri, experiment)
+    run_id = tracker.start_run(name, {KIND: "run", **tags})
+    tracker.log(run_id, params=params, metrics=metrics)
+    for path, text in files.items():
+        tracker.log_text(run_id, text, path)
+    tracker.end_run(run_id, "FAILED" if failed else "FINISHED")
+    return run_id, tracker.uri
+
+
+def ranked_runs(uri: str | None, experiment: str, *, top: int = 10, metric: str = "score", ascending: bool = False,
+                method: str | None = None, parent_id: str | None = None) -> list[dict[str, Any]]:
+    """Finished trials and runs of `experiment`, best first by `metric`."""
+    tracker = Tracker.__new__(Tracker)
+    tracker.uri, tracker.experiment_name = resolve_uri(uri), experiment
+    tracker.client = _client(tracker.uri)
+    tracker.experiment_id = tracker._experiment_id(create=False)
+    filters = [f"tags.{KIND} != 'sweep'", "attributes.status = 'FINISHED'"]
+    if method:
+        filters.append(f"tags.{METHOD} = '{method}'")
+    if parent_id:
+        filters.append(f"tags.{PARENT} = '{parent_id}'")
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=" and ".join(filters),
+        order_by=[f"metrics.`{metric}` {'ASC' if ascending else 'DESC'}"],
+        max_results=max(top, 1),
+    )
+    rows = []
+    for r in runs:
+        if metric not in r.data.metrics:
+            continue
+        rows.append({
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "parent_id": r.data.tags.get(PARENT),
+            "method": r.data.tags.get(METHOD),
+            "status": r.data.tags.get(STATUS),
+            "best": r.data.tags.get(BEST) == "true",
+            "metrics": dict(r.data.metrics),
+            "hyperparameters": json.loads(r.data.tags.get(HYPERPARAMS, "{}")),
+            "seed": int(r.data.tags.get(SEED, 0)),
+        })
+    return rows
+
+
+def read_run_config(uri: str | None, run_id: str) -> str:
+    """The experiment YAML a run (or its parent sweep) was started from."""
+    client = _client(resolve_uri(uri))
+    run = client.get_run(run_id)
+    source = run.data.tags.get(PARENT, run_id)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(source, "config.yaml", tmp)
+        except Exception as err:
+            raise TrackingError(f"run {source} has no config.yaml artifact: {str(err).splitlines()[0][:200]}") from None
+        return Path(path).read_text()
+
+
+def table_csv(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return buf.getvalue()
