@@ -81,9 +81,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .trial import run_trial
 
     exp = load(args)
-    hp = exp.method_params()
-    if exp.search:
-        print(f"note: `run` ignores search: ({', '.join(exp.search)}); it uses fixed: values and method defaults", file=sys.stderr)
+    start = exp.start_point()
+    hp = exp.method_params(start)
+    unset = sorted(set(exp.search) - set(start))
+    if unset:
+        print(f"note: `run` uses fixed: values, search: start: values and method defaults; "
+              f"{', '.join(unset)} take their defaults", file=sys.stderr)
     uri = None if args.no_track else _tracking_uri(args, exp)
     if uri:
         from .tracking import Tracker
@@ -97,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = {k: metrics[k] for k in ("score", "forget_acc", "val_acc", "mia") if k in metrics}
         bar(exp.method, int(metrics["epoch"]), max(epochs, int(metrics["epoch"])), shown)
 
-    result = run_trial(exp, refs, {}, seed=exp.tune.seed, device=_device(args), report=report, memo=Store(store.root).memo(refs.key))
+    result = run_trial(exp, refs, start, seed=exp.tune.seed, device=_device(args), report=report, memo=Store(store.root).memo(refs.key))
     rows = _reference_rows(refs) + [{"model": exp.method, **result.metrics}]
     print(table(rows, REF_COLUMNS + ["mia_gap", "avg_gap", "score"]))
     print(f"status: {result.status}" + (f" ({result.message})" if result.message else ""))

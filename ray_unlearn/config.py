@@ -158,6 +158,10 @@ class Experiment:
     search: Mapping[str, SearchDim] = dataclasses.field(default_factory=dict)
     source: str = "<config>"
 
+    def start_point(self) -> dict[str, Any]:
+        """Searched hyperparameters' `start:` values (what `run` uses and the sweep tries first)."""
+        return {name: dim.start for name, dim in self.search.items() if dim.start is not None}
+
     def method_params(self, sampled: Mapping[str, Any] | None = None) -> Any:
         """The method's hyperparameter instance for fixed values plus `sampled` ones."""
         from .hparams import make_params

@@ -214,7 +214,27 @@ def build_searcher(exp: Experiment) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric = [m for m, _ in goals] if len(goals) > 1 else goals[0][0]
     mode = [d for _, d in goals] if len(goals) > 1 else goals[0][1]
-    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
+    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, points_to_evaluate=warm_start(exp) or None)
+
+
+def warm_start(exp: Experiment) -> list[dict[str, Any]]:
+    """The `start:` point, completed with method defaults (or the range's middle), evaluated first."""
+    start = exp.start_point()
+    if not start:
+        return []
+    defaults = dataclasses.asdict(exp.method_params())
+    point = {}
+    for name, dim in exp.search.items():
+        if name in start:
+            point[name] = start[name]
+        elif dim.contains(defaults.get(name)):
+            point[name] = defaults[name]
+        elif dim.kind == "categorical":
+            point[name] = dim.choices[0]
+        else:
+            mid = math.sqrt(dim.low * dim.high) if dim.log else (dim.low + dim.high) / 2
+            point[name] = int(round(mid)) if dim.kind == "int" else mid
+    return [point]
 
 
 def build_scheduler(exp: Experiment) -> Any:

@@ -6,6 +6,7 @@ search:
   steps:   {int: [5, 50]}
   mode:    {choice: [sequential, mixed]}
   epsilon: auto            # the method's declared search range
+  epochs:  {int: [3, 20], start: 10}   # start: tried first by the sweep, used by `run`
 ```
 Parsing is plain Python (so a config can be validated without Optuna);
 `SearchDim.to_optuna` builds the distribution when a sweep starts.
@@ -22,7 +23,7 @@ from .schema import _as_float, _as_int, _check_bounds, describe_bounds
 
 DimKind = Literal["float", "int", "categorical"]
 _KIND_KEYS = {"float": "float", "int": "int", "choice": "categorical", "categorical": "categorical"}
-_ALLOWED_KEYS = set(_KIND_KEYS) | {"log", "step"}
+_ALLOWED_KEYS = set(_KIND_KEYS) | {"log", "step", "start"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,14 @@ class SearchDim:
     log: bool = False
     step: float | None = None
     choices: tuple | None = None
+    start: Any = None  # a recommended value: evaluated first by the sweep, used by `run`
+
+    def contains(self, value: Any) -> bool:
+        if self.kind == "categorical":
+            return value in (self.choices or ())
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return self.low <= value <= self.high and (self.kind != "int" or float(value).is_integer())
 
     def describe(self) -> str:
         if self.kind == "categorical":
@@ -45,12 +54,15 @@ class SearchDim:
 
     def to_yaml(self) -> dict:
         if self.kind == "categorical":
-            return {"choice": list(self.choices or ())}
-        out: dict[str, Any] = {self.kind: [self.low, self.high]}
-        if self.log:
-            out["log"] = True
-        if self.step is not None:
-            out["step"] = self.step
+            out: dict[str, Any] = {"choice": list(self.choices or ())}
+        else:
+            out = {self.kind: [self.low, self.high]}
+            if self.log:
+                out["log"] = True
+            if self.step is not None:
+                out["step"] = self.step
+        if self.start is not None:
+            out["start"] = self.start
         return out
 
     def to_optuna(self) -> Any:
@@ -85,8 +97,17 @@ def parse_dim(spec: Any, path: str, value_type: type, meta: Mapping[str, Any], d
     kind = _KIND_KEYS[kinds[0]]
     body = spec[kinds[0]]
     if kind == "categorical":
-        return _parse_choices(body, path, value_type, meta, spec)
-    return _parse_range(kind, body, spec, path, value_type, meta)
+        dim = _parse_choices(body, path, value_type, meta, spec)
+    else:
+        dim = _parse_range(kind, body, spec, path, value_type, meta)
+    if "start" not in spec:
+        return dim
+    from .schema import coerce
+
+    start = coerce(spec["start"], int if dim.kind == "int" else value_type, f"{path}.start", meta)
+    if not dim.contains(start):
+        raise ConfigError(f"{path}.start", f"{start!r} is outside the searched range {dim.describe()}", value=start)
+    return dataclasses.replace(dim, start=start)
 
 
 def _parse_choices(body: Any, path: str, value_type: type, meta: Mapping[str, Any], spec: Mapping) -> SearchDim:

@@ -184,6 +184,7 @@ def fit(
     epochs: int,
     loss_fn: LossFn = cross_entropy,
     params: list | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
     grad_clip: float | None = None,
     before_step: Callable[[], None] | None = None,
     after_step: Callable[[], None] | None = None,
@@ -191,11 +192,12 @@ def fit(
 ) -> list[float]:
     """Train for `epochs` passes over `batch_source()`; returns per-epoch mean losses.
 
-    `params` restricts what is optimised (default: all of `model`'s);
-    `on_epoch(epoch, logs)` runs after each epoch (1-based) and may return
-    False to stop early (time budget, ASHA).
+    `params` restricts what is optimised (default: all of `model`'s); pass
+    `optimizer` when a hook needs it (e.g. to reset momentum); `on_epoch(epoch,
+    logs)` runs after each epoch (1-based) and may return False to stop early.
     """
-    optimizer = make_optimizer(params if params is not None else model.parameters(), spec)
+    if optimizer is None:
+        optimizer = make_optimizer(params if params is not None else model.parameters(), spec)
     scheduler = make_scheduler(optimizer, spec, epochs)
     losses = []
     for epoch in range(1, epochs + 1):

@@ -7,17 +7,34 @@ YAML in search_spaces/; tests/methods/test_contract.py then covers it.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .amun import Amun
+from .amun import Amun, AmunNoRetain, AmunSalUn
 from .base import Context, Method, UnlearnData
 from .finetune import FineTune
 from .gradient_ascent import GradientAscent
+from .l1_sparse import L1Sparse
+from .mixunlearn import MixUnlearn, MixUnlearnAgnostic
+from .neggrad_plus import NegGradPlus
+from .random_label import RandomLabel
+from .retrain import Retrain
+from .salun import SalUn
+from .scrub import Scrub
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
     for cls in [
+        Retrain,
         FineTune,
         GradientAscent,
+        NegGradPlus,
+        RandomLabel,
+        L1Sparse,
+        SalUn,
+        Scrub,
         Amun,
+        AmunSalUn,
+        AmunNoRetain,
+        MixUnlearn,
+        MixUnlearnAgnostic,
     ]
 }
 

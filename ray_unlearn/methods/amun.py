@@ -17,8 +17,10 @@ from torch import nn
 from ..data.base import TensorSet
 from ..hparams import hp
 from ..train import batches, fit
+from ..train import make_optimizer
 from .attacks import AdversarialSet, pgd_l2_nearest
 from .base import Context, Method, SGDParams, UnlearnData
+from .saliency import SaliencyMask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +65,37 @@ class Amun(Method):
         real = data.forget if data.retain is None else data.retain.concat(data.forget)
         train = real.concat(adv.training_set())
         augment_mask = torch.arange(len(train), device=train.x.device) < len(real)
+        spec = hp.optim(hp.lr, schedule="step", step_size=hp.decay_step, gamma=hp.gamma)
+        optimizer = make_optimizer(model.parameters(), spec)
+        hooks = {}
+        if isinstance(hp, AmunSalUnParams):
+            mask = SaliencyMask(model, data.forget, hp.mask_ratio, hp.batch_size)
+            ctx.extras["mask_density"] = mask.density
+            hooks = {"before_step": mask.mask_gradients, "after_step": lambda: mask.restore_frozen(optimizer)}
         fit(
             model,
             lambda: batches(train, hp.batch_size, ctx.generator, augment=data.augment, augment_mask=augment_mask),
-            hp.optim(hp.lr, schedule="step", step_size=hp.decay_step, gamma=hp.gamma),
+            spec,
             epochs=hp.epochs,
+            optimizer=optimizer,
             on_epoch=ctx.epoch_hook(model),
+            **hooks,
         )
         return model
+
+
+@dataclasses.dataclass(frozen=True)
+class AmunSalUnParams(AmunParams):
+    mask_ratio: float = hp(0.5, gt=0.0, le=1.0, low=0.1, high=0.9, help="SalUn mask: fraction r of weights that may change")
+
+
+class AmunSalUn(Amun):
+    name = "amun_salun"
+    summary = "AMUN with gradients masked to the weights most salient to the forget loss (SalUn mask)."
+    Params = AmunSalUnParams
+
+
+class AmunNoRetain(Amun):
+    name = "amun_no_retain"
+    summary = "AMUN without a retain set: fine-tune on the forget set and its adversarial examples only."
+    uses_retain = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 
@@ -47,3 +49,107 @@ def test_a_diverging_trial_ends_with_a_status_and_the_worst_score(digits_refs):
     result = run_trial(exp, digits_refs, {}, seed=0, device=torch.device("cpu"))
     assert result.status in ("diverged", "collapsed")
     assert result.metrics["score"] == WORST_SCORE
+
+
+def test_neggrad_plus_with_beta_1_is_finetuning(digits_refs):
+    ng, _ = run_method("neggrad_plus", digits_refs, beta=1.0, lr=0.01, epochs=2)
+    ft, _ = run_method("finetune", digits_refs, lr=0.01, epochs=2)
+    assert state_equal(ng, ft)
+
+
+def test_neggrad_plus_with_beta_below_1_differs_from_finetuning(digits_refs):
+    ng, _ = run_method("neggrad_plus", digits_refs, beta=0.9, lr=0.01, epochs=2)
+    ft, _ = run_method("finetune", digits_refs, lr=0.01, epochs=2)
+    assert not state_equal(ng, ft)
+
+
+def test_scrub_without_max_steps_or_distillation_is_finetuning(digits_refs):
+    sc, _ = run_method("scrub", digits_refs, msteps=0, alpha=0.0, gamma=1.0, lr=0.01, epochs=2)
+    ft, _ = run_method("finetune", digits_refs, lr=0.01, epochs=2)
+    assert state_equal(sc, ft)
+
+
+def test_scrub_alternates_max_and_min_passes(digits_refs):
+    from ray_unlearn.methods import METHODS, Context
+
+    from .common import quick_params
+
+    logs = []
+    ctx = Context(seed=0, on_epoch=lambda e, m, l: logs.append(sorted(l)))
+    METHODS["scrub"]().run(digits_refs.model("original", torch.device("cpu")), unlearn_data(digits_refs),
+                           quick_params("scrub", msteps=2, epochs=4), ctx)
+    assert logs == [["max_loss", "min_loss"], ["max_loss", "min_loss"], ["min_loss"], ["min_loss"]]
+
+
+def test_scrub_max_pass_raises_divergence_from_the_teacher(digits_refs):
+    from ray_unlearn.methods.scrub import distill_divergence
+
+    forget = digits_refs.splits.forget
+    teacher = digits_refs.model("original", torch.device("cpu"))
+    model, _ = run_method("scrub", digits_refs, msteps=1, epochs=1, lr=0.01, alpha=0.0)
+    with torch.no_grad():
+        d = distill_divergence(model.eval()(forget.x), teacher(forget.x), 4.0).item()
+    assert d > 1e-3
+
+
+def test_random_label_with_exclude_true_never_keeps_the_label():
+    from ray_unlearn.methods.random_label import random_labels
+
+    y = torch.arange(1000) % 10
+    g = torch.Generator().manual_seed(0)
+    assert not bool((random_labels(y, 10, True, g) == y).any())
+    drawn = random_labels(y, 10, False, g)
+    assert bool((drawn == y).any()), "without exclude_true the true label may come up"
+    assert set(drawn.tolist()) == set(range(10))
+
+
+def test_l1_sparse_ends_with_a_smaller_l1_norm_than_finetuning(digits_refs):
+    from ray_unlearn.methods.l1_sparse import l1_norm
+
+    sparse, _ = run_method("l1_sparse", digits_refs, gamma=1e-3, lr=0.01, epochs=3)
+    ft, _ = run_method("finetune", digits_refs, lr=0.01, epochs=3)
+    assert l1_norm(sparse).item() < l1_norm(ft).item()
+
+
+def test_salun_mask_keeps_the_stated_fraction_and_frozen_weights_stay_bit_identical(digits_refs):
+    from ray_unlearn.methods.saliency import SaliencyMask
+
+    model, ctx = run_method("salun", digits_refs, mask_ratio=0.3, epochs=2)
+    assert ctx.extras["mask_density"] == pytest.approx(0.3, abs=1e-3)
+    original = digits_refs.model("original", torch.device("cpu"))
+    mask = SaliencyMask(original, digits_refs.splits.forget, 0.3, 128)
+    moved = frozen_moved = 0
+    for p_new, p_old, m in zip(model.parameters(), original.parameters(), mask.masks):
+        frozen = m == 0
+        assert torch.equal(p_new[frozen], p_old[frozen]), "m = 0 weights equal the original bit for bit"
+        moved += int((p_new[~frozen] != p_old[~frozen]).sum())
+    assert moved > 0
+
+
+def test_amun_salun_freezes_the_non_salient_weights(digits_refs):
+    from ray_unlearn.methods.saliency import SaliencyMask
+
+    model, ctx = run_method("amun_salun", digits_refs, mask_ratio=0.5)
+    original = digits_refs.model("original", torch.device("cpu"))
+    mask = SaliencyMask(original, digits_refs.splits.forget, 0.5, 128)
+    for p_new, p_old, m in zip(model.parameters(), original.parameters(), mask.masks):
+        assert torch.equal(p_new[m == 0], p_old[m == 0])
+
+
+def test_amun_without_retain_never_reads_the_retain_set(digits_refs):
+    data = unlearn_data(digits_refs)
+    poisoned = TensorSet(torch.full_like(data.retain.x, float("nan")), data.retain.y)
+    clean, _ = run_method("amun_no_retain", digits_refs, data=data)
+    dirty, _ = run_method("amun_no_retain", digits_refs, data=dataclasses.replace(data, retain=poisoned))
+    assert state_equal(clean, dirty)
+
+
+def test_retrain_starts_from_fresh_weights_and_never_reads_the_forget_set(digits_refs):
+    data = unlearn_data(digits_refs)
+    poisoned = TensorSet(torch.full_like(data.forget.x, float("nan")), data.forget.y)
+    a, _ = run_method("retrain", digits_refs, data=dataclasses.replace(data, forget=poisoned), epochs=1)
+    b, _ = run_method("retrain", digits_refs, data=data, epochs=1)
+    assert state_equal(a, b)
+    original = digits_refs.model("original", torch.device("cpu"))
+    first = next(iter(original.parameters()))
+    assert float((next(iter(a.parameters())) - first).abs().mean()) > 0.01, "weights re-initialised, not fine-tuned"

@@ -1,0 +1,264 @@
+"""MixUnlearn: adversarial mixup unlearning (arXiv 2502.10288, ICLR 2025), METHODS.md §5.
+
+A light generator (MixBlock) mixes forget and retain samples with a learned
+pixel mask, adversarially: it is trained to make the (EMA copy of the)
+unlearner reveal forget targets and lose retain targets on the mixtures.
+The unlearner is trained with contrastive losses on the mixtures (L_mix) and
+on real samples (L_real) to move toward retain targets and away from forget
+targets. Targets and features always come from the frozen original model.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hparams import hp
+from ..train import autocast
+from .base import Context, Method, UnlearnData
+
+
+@dataclasses.dataclass(frozen=True)
+class MixUnlearnParams:
+    alpha: float = hp(0.75, gt=0.0, low=0.1, high=4.0, log=True, help="mixup strength: lambda ~ Beta(alpha, alpha)")
+    gen_interval: int = hp(4, ge=1, grid=(1, 2, 4, 8), help="k_gen: one generator step every k unlearner steps")
+    tau_gen: float = hp(1.0, gt=0.0, low=0.05, high=5.0, log=True, help="temperature of the generator's L_mix")
+    tau_mix: float = hp(1.0, gt=0.0, low=0.05, high=5.0, log=True, help="temperature of the unlearner's L_mix")
+    tau_real: float = hp(1.0, gt=0.0, low=0.05, high=5.0, log=True, help="temperature of L_real")
+    omega: float = hp(1.0, ge=0.0, low=0.1, high=10.0, log=True, help="weight of the real-sample loss L_real")
+    sharpen_temperature: float = hp(0.3, gt=0.0, le=1.0, low=0.1, high=1.0, help="label-agnostic targets: Sharpen T")
+    ema_momentum: float = hp(0.999, ge=0.0, lt=1.0, grid=(0.99, 0.999, 0.9999), help="EMA m of the unlearner copy the generator attacks")
+    lr: float = hp(1e-4, gt=0.0, low=1e-5, high=1e-3, log=True, help="unlearner Adam learning rate (digits: 1e-3)")
+    lr_gen: float = hp(1e-3, gt=0.0, low=1e-4, high=1e-2, log=True, help="MixBlock Adam learning rate")
+    epochs: int = hp(10, ge=1, low=5, high=30, help="passes over the forget set (digits: 30)")
+    batch_size: int = hp(32, ge=2, help="B: forget and retain samples per step")
+    pair_different_class: bool = hp(False, help="pair each forget sample with a retain sample of another class")
+
+
+# --- targets and losses ---------------------------------------------------------------
+
+def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Sharpen(p)_k = p_k^(1/T) / sum_j p_j^(1/T), computed in log space."""
+    return torch.softmax(torch.log(probs.clamp_min(1e-12)) / temperature, dim=1)
+
+
+def sim_loss(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SimLoss(a, b) = 1 - cos(a, b), per sample."""
+    return 1.0 - F.cosine_similarity(p, target, dim=1)
+
+
+def mix_loss(p_mix: torch.Tensor, retain_targets: torch.Tensor, forget_targets: torch.Tensor, lam: float, tau: float) -> torch.Tensor:
+    """L_mix = sum_k (1-lam) S^r_k - B log sum_k exp(lam S^f_k / tau); retain targets already follow pi."""
+    s_r = sim_loss(p_mix, retain_targets)
+    s_f = sim_loss(p_mix, forget_targets)
+    return ((1.0 - lam) * s_r).sum() - len(p_mix) * torch.logsumexp(lam * s_f / tau, dim=0)
+
+
+def real_loss(p_r: torch.Tensor, t_r: torch.Tensor, p_f: torch.Tensor, t_f: torch.Tensor, tau: float) -> torch.Tensor:
+    """L_real = sum_j SimLoss(p(x_j), t_j) over retain - B log sum_i exp(SimLoss(p(x_i), t_i) / tau) over forget."""
+    return sim_loss(p_r, t_r).sum() - len(p_f) * torch.logsumexp(sim_loss(p_f, t_f) / tau, dim=0)
+
+
+def mix_inputs(masks: torch.Tensor, x_f: torch.Tensor, x_r: torch.Tensor) -> torch.Tensor:
+    """x_mix = M_f * x_f + M_r * x_r, the mask broadcast over channels."""
+    return masks[:, 0:1] * x_f + masks[:, 1:2] * x_r
+
+
+# --- the generator ----------------------------------------------------------------------
+
+class MixBlock(nn.Module):
+    """AdAutoMix-style adaptive mask from mix-layer features of both samples and lambda.
+
+    66,306 parameters for C = 256 (ResNet-18 stage 3), 1,122 for C = 32 (digits SmallCNN).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        c_in, half = channels + 1, max(1, channels // 2)
+        self.q = nn.Conv1d(c_in, half, 1)  # 1x1 convolutions over flattened positions
+        self.k = nn.Conv1d(c_in, half, 1)
+        self.v = nn.Conv1d(c_in, 1, 1)
+        self.scale = math.sqrt(half)
+        for conv in (self.q, self.k, self.v):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, feat_f: torch.Tensor, feat_r: torch.Tensor, lam: float, out_shape: tuple[int, ...]) -> torch.Tensor:
+        """Masks (N, 2, *out_shape): channel 0 = M_f, channel 1 = M_r, summing to 1."""
+        n = len(feat_f)
+        spatial = tuple(feat_f.shape[2:])
+        ff = feat_f.reshape(n, feat_f.shape[1], -1)
+        fr = feat_r.reshape(n, feat_r.shape[1], -1)
+        ff = torch.cat([ff, torch.full_like(ff[:, :1], lam)], 1)
+        fr = torch.cat([fr, torch.full_like(fr[:, :1], 1.0 - lam)], 1)
+        q_f, k_f, q_r, k_r = F.relu(self.q(ff)), F.relu(self.k(ff)), F.relu(self.q(fr)), F.relu(self.k(fr))
+        attn = torch.softmax(q_f.transpose(1, 2) @ k_r / self.scale, dim=-1)  # A, hw x hw
+        attn_r = torch.softmax(q_r.transpose(1, 2) @ k_f / self.scale, dim=-1)  # A'
+        m_f = attn @ self.v(ff).transpose(1, 2)  # (n, hw, 1)
+        m_r = attn_r @ self.v(fr).transpose(1, 2)
+        logits = torch.cat([m_f, m_r], 2).transpose(1, 2).reshape(n, 2, *spatial)
+        logits = _upsample(logits, out_shape)
+        return torch.softmax(logits, dim=1)
+
+
+def _upsample(m: torch.Tensor, out_shape: tuple[int, ...]) -> torch.Tensor:
+    if m.dim() == 2:  # features without positions (MLP): one mask value per sample
+        m = m.unsqueeze(-1)
+    if tuple(m.shape[2:]) == tuple(out_shape):
+        return m
+    if len(out_shape) == 2 and m.dim() == 4:
+        return F.interpolate(m, size=out_shape, mode="bilinear", align_corners=False)
+    if len(out_shape) == 1 and m.dim() == 3:
+        return F.interpolate(m, size=out_shape, mode="linear", align_corners=False)
+    flat = m.reshape(m.shape[0], 2, -1).mean(-1)  # no shared geometry: a per-sample mix ratio
+    return flat.view(m.shape[0], 2, *([1] * len(out_shape))).expand(-1, -1, *out_shape)
+
+
+# --- one run's state and its steps ---------------------------------------------------------
+
+class MixUnlearnState:
+    """The unlearner, its EMA copy, the frozen original and the MixBlock, with one function per step."""
+
+    def __init__(self, model: nn.Module, hp: MixUnlearnParams, num_classes: int, use_labels: bool, sample: torch.Tensor):
+        self.hp, self.num_classes, self.use_labels = hp, num_classes, use_labels
+        self.unlearner = model
+        self.original = _frozen(copy.deepcopy(model))
+        self.ema = _frozen(copy.deepcopy(model))
+        with torch.no_grad():
+            channels = self.original.mix_features(sample[:2]).shape[1]
+        self.block = MixBlock(channels).to(sample.device)
+        self.opt_unlearner = torch.optim.Adam(self.unlearner.parameters(), lr=hp.lr)
+        self.opt_block = torch.optim.Adam(self.block.parameters(), lr=hp.lr_gen)
+
+    @torch.no_grad()
+    def targets(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """one-hot(y) (label-aware) or Sharpen(p_original(x)) (label-agnostic: y is never read)."""
+        if self.use_labels:
+            return F.one_hot(y, self.num_classes).float()
+        return sharpen(torch.softmax(self.original(x).float(), 1), self.hp.sharpen_temperature)
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.original.mix_features(x)
+
+    def unlearner_step(self, x_f, x_r, t_f, t_r, feat_f, feat_r, lam: float) -> float:
+        """Minimise L_mix(theta_U; tau_mix) + omega L_real(theta_U) with the mask detached; x_r, t_r, feat_r follow pi."""
+        hp = self.hp
+        with torch.no_grad():
+            x_mix = mix_inputs(self.block(feat_f, feat_r, lam, tuple(x_f.shape[2:])), x_f, x_r)
+        self.unlearner.train()
+        with autocast(x_f.device):
+            logits = self.unlearner(torch.cat([x_mix, x_r, x_f]))
+        p_mix, p_r, p_f = torch.softmax(logits.float(), 1).split(len(x_f))
+        loss = mix_loss(p_mix, t_r, t_f, lam, hp.tau_mix) + hp.omega * real_loss(p_r, t_r, p_f, t_f, hp.tau_real)
+        self.opt_unlearner.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_unlearner.step()
+        return loss.item()
+
+    def generator_loss(self, x_f, x_r, t_f, t_r, feat_f, feat_r, lam: float) -> torch.Tensor:
+        """L_gen = -L_mix(theta_EMA; tau_gen), differentiable in the MixBlock only."""
+        x_mix = mix_inputs(self.block(feat_f, feat_r, lam, tuple(x_f.shape[2:])), x_f, x_r)
+        with autocast(x_f.device):
+            logits = self.ema(x_mix)
+        return -mix_loss(torch.softmax(logits.float(), 1), t_r, t_f, lam, self.hp.tau_gen)
+
+    def generator_step(self, x_f, x_r, t_f, t_r, feat_f, feat_r, lam: float) -> float:
+        loss = self.generator_loss(x_f, x_r, t_f, t_r, feat_f, feat_r, lam)
+        self.opt_block.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_block.step()
+        return loss.item()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """theta_EMA <- m theta_EMA + (1 - m) theta_U; BN buffers copied."""
+        m = self.hp.ema_momentum
+        for pe, pu in zip(self.ema.parameters(), self.unlearner.parameters()):
+            pe.mul_(m).add_(pu.detach(), alpha=1.0 - m)
+        for be, bu in zip(self.ema.buffers(), self.unlearner.buffers()):
+            be.copy_(bu)
+
+
+def _frozen(model: nn.Module) -> nn.Module:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _pair_different_class(labels_f: torch.Tensor, labels_r: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Swap pairings so forget sample k meets a retain sample of another class where one is available."""
+    perm = perm.clone()
+    for k in range(len(perm)):
+        if labels_r[perm[k]] == labels_f[k]:
+            for j in range(len(perm)):
+                if labels_r[perm[j]] != labels_f[k] and labels_r[perm[k]] != labels_f[j]:
+                    perm[k], perm[j] = perm[j].clone(), perm[k].clone()
+                    break
+    return perm
+
+
+class MixUnlearn(Method):
+    name = "mixunlearn"
+    summary = "Adversarial mixup: a MixBlock mixes forget and retain samples against an EMA unlearner; contrastive losses (labels)."
+    paper = "Adversarial Mixup Unlearning, MixUnlearn (arXiv 2502.10288, ICLR 2025)"
+    Params = MixUnlearnParams
+    use_labels = True
+
+    def unlearn(self, model: nn.Module, data: UnlearnData, hp: MixUnlearnParams, ctx: Context) -> nn.Module:
+        forget, retain = data.forget, data.retain
+        size = min(hp.batch_size, len(forget), len(retain))
+        state = MixUnlearnState(model, hp, data.num_classes, self.use_labels, forget.x)
+        rng = np.random.RandomState(ctx.seed)  # lambda ~ Beta(alpha, alpha), one per batch
+        retain_stream = _cycle_indices(len(retain), size, ctx.generator, retain.x.device)
+        step = 0
+        for epoch in range(1, hp.epochs + 1):
+            order = torch.randperm(len(forget), generator=ctx.generator).to(forget.x.device)
+            losses_u, losses_g = [], []
+            for start in range(0, len(forget) - size + 1, size):  # drop the last partial batch
+                idx_f, idx_r = order[start : start + size], next(retain_stream)
+                perm = torch.randperm(size, generator=ctx.generator).to(forget.x.device)
+                lam_u, lam_g = float(rng.beta(hp.alpha, hp.alpha)), float(rng.beta(hp.alpha, hp.alpha))
+                x_f, x_r = forget.x[idx_f], retain.x[idx_r]
+                y_f, y_r = (forget.y[idx_f], retain.y[idx_r]) if self.use_labels else (None, None)
+                if hp.pair_different_class:
+                    pf = y_f if self.use_labels else state.original(x_f).argmax(1)
+                    pr = y_r if self.use_labels else state.original(x_r).argmax(1)
+                    perm = _pair_different_class(pf, pr, perm)
+                t_f, t_r = state.targets(x_f, y_f), state.targets(x_r, y_r)
+                feat_f, feat_r = state.features(x_f), state.features(x_r)
+                args = (x_f, x_r[perm], t_f, t_r[perm], feat_f, feat_r[perm])
+                losses_u.append(state.unlearner_step(*args, lam_u))
+                if step % hp.gen_interval == 0:
+                    losses_g.append(state.generator_step(*args, lam_g))
+                state.update_ema()
+                step += 1
+            logs = {"loss": float(np.mean(losses_u))}
+            if losses_g:
+                logs["generator_loss"] = float(np.mean(losses_g))
+            if not math.isfinite(logs["loss"]):
+                raise FloatingPointError(f"loss became {logs['loss']}")
+            if not ctx.report(epoch, model, **logs):
+                break
+        return model
+
+
+def _cycle_indices(n: int, size: int, generator: torch.Generator, device: torch.device):
+    """Endless batches of `size` indices into a set of `n`, reshuffled every pass, no partial batch."""
+    while True:
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n - size + 1, size):
+            yield order[start : start + size]
+
+
+class MixUnlearnAgnostic(MixUnlearn):
+    name = "mixunlearn_agnostic"
+    summary = "MixUnlearn without labels: targets are the original model's sharpened predictions."
+    use_labels = False

@@ -1,0 +1,60 @@
+"""NegGrad+: descend on the retain set while ascending on the forget set (METHODS.md §3).
+
+Per step one D_r batch and the next cycled D_f batch;
+L = beta * CE(D_r) - (1 - beta) * CE(D_f); an epoch is one pass over D_r.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.base import TensorSet
+from ..hparams import hp
+from ..train import batches, fit
+from .base import Context, Method, SGDParams, UnlearnData
+
+
+@dataclasses.dataclass(frozen=True)
+class NegGradPlusParams(SGDParams):
+    beta: float = hp(0.95, ge=0.0, le=1.0, low=0.5, high=0.999, help="weight of the retain loss (1 - beta on the forget loss)")
+    lr: float = hp(0.01, gt=0.0, low=1e-4, high=5e-2, log=True, help="SGD learning rate")
+    epochs: int = hp(10, ge=1, low=3, high=10, help="passes over the retain set")
+
+
+def cycle(data: TensorSet, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled batches, reshuffled at every pass."""
+    while True:
+        yield from batches(data, batch_size, generator)
+
+
+class NegGradPlus(Method):
+    name = "neggrad_plus"
+    summary = "Joint step: beta * CE on retain minus (1 - beta) * CE on forget."
+    paper = "Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023), NegGrad+ baseline"
+    Params = NegGradPlusParams
+
+    def unlearn(self, model: nn.Module, data: UnlearnData, hp: NegGradPlusParams, ctx: Context) -> nn.Module:
+        # a separate stream for the forget batches, so the retain order matches fine-tuning's
+        forget_batches = cycle(data.forget, hp.batch_size, torch.Generator().manual_seed(ctx.seed + 1))
+
+        def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            loss = hp.beta * F.cross_entropy(model(x), y)
+            if hp.beta < 1.0:  # a zero-weighted term is not computed (its BN statistics would still move)
+                xf, yf = next(forget_batches)
+                loss = loss - (1.0 - hp.beta) * F.cross_entropy(model(xf), yf)
+            return loss
+
+        fit(
+            model,
+            lambda: batches(data.retain, hp.batch_size, ctx.generator, augment=data.augment),
+            hp.optim(hp.lr),
+            epochs=hp.epochs,
+            loss_fn=loss_fn,
+            on_epoch=ctx.epoch_hook(model),
+        )
+        return model

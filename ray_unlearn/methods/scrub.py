@@ -1,0 +1,74 @@
+"""SCRUB: a student that moves away from its teacher on the forget set and stays close on
+the retain set (Kurmanji et al., NeurIPS 2023; METHODS.md §3).
+
+d(x) = T^2 * KL(softmax(f_o/T) || softmax(f_s/T)). Epoch e = 1..E: if e <= msteps a
+max pass over D_f minimising -mean d; then a min pass over D_r minimising gamma*CE + alpha*d.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hparams import hp
+from ..train import batches, make_optimizer, train_epoch
+from .base import Context, Method, SGDParams, UnlearnData
+
+
+@dataclasses.dataclass(frozen=True)
+class ScrubParams(SGDParams):
+    lr: float = hp(5e-4, gt=0.0, low=1e-5, high=1e-2, log=True, help="SGD learning rate")
+    msteps: int = hp(2, ge=0, low=1, high=5, help="epochs that start with a max (forget) pass: the ascent steps")
+    epochs: int = hp(3, ge=1, low=2, high=10, help="epochs E (each ends with a min pass over the retain set)")
+    alpha: float = hp(1e-3, ge=0.0, low=1e-3, high=1.0, log=True, help="weight of the distillation term on the retain set")
+    gamma: float = hp(0.99, ge=0.0, low=0.5, high=1.0, help="weight of the CE term on the retain set")
+    temperature: float = hp(4.0, gt=0.0, grid=(1.0, 2.0, 4.0), help="distillation temperature T")
+    forget_batch_size: int = hp(32, ge=1, help="batch size of the max passes")
+
+
+def distill_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+    """T^2 * KL(teacher || student) at temperature T, batch mean."""
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1), reduction="batchmean", log_target=True) * t * t
+
+
+class Scrub(Method):
+    name = "scrub"
+    summary = "Student-teacher: maximise divergence from the original on forget, minimise it (plus CE) on retain."
+    paper = "Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023)"
+    Params = ScrubParams
+
+    def unlearn(self, model: nn.Module, data: UnlearnData, hp: ScrubParams, ctx: Context) -> nn.Module:
+        teacher = copy.deepcopy(model).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        t = hp.temperature
+        optimizer = make_optimizer(model.parameters(), hp.optim(hp.lr))
+
+        def max_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                teacher_logits = teacher(x)
+            return -distill_divergence(model(x), teacher_logits, t)
+
+        def min_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            logits = model(x)
+            loss = hp.gamma * F.cross_entropy(logits, y)
+            if hp.alpha > 0:  # a zero-weighted term is not computed
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+                loss = loss + hp.alpha * distill_divergence(logits, teacher_logits, t)
+            return loss
+
+        for epoch in range(1, hp.epochs + 1):
+            logs = {}
+            if epoch <= hp.msteps:
+                logs["max_loss"] = train_epoch(model, batches(data.forget, hp.forget_batch_size, ctx.generator), max_loss, optimizer)
+            logs["min_loss"] = train_epoch(
+                model, batches(data.retain, hp.batch_size, ctx.generator, augment=data.augment), min_loss, optimizer
+            )
+            if not ctx.report(epoch, model, **logs):
+                break
+        return model
