@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .trial import run_trial
 
     exp = load(args)
-    start = exp.start_point()
+    start = exp.start_point()  # a multi-method file is refused here: `run` takes one method
     hp = exp.method_params(start)
     unset = sorted(set(exp.search) - set(start))
     if unset:
@@ -144,16 +144,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(table(_reference_rows(refs), REF_COLUMNS))
     name = args.name or _sweep_name(exp)
     ensure_ray(args.address)
+    spec = exp.to_dict()
+    fixed = {f"fixed.{m.name}.{k}" if exp.multi else f"fixed.{k}": v for m in exp.methods for k, v in m.fixed.items()}
     tracker.start_sweep(
         name,
         tags={METHOD: exp.method, DATASET: exp.data.dataset, "ray_unlearn.references": refs.key},
         params={"method": exp.method, "dataset": exp.data.dataset, "arch": exp.model.arch,
-                "forget": json.dumps(dataclasses.asdict(exp.data.forget)), "objective": describe(exp.objective),
-                **{f"fixed.{k}": v for k, v in exp.fixed.items()}},
+                "forget": json.dumps(dataclasses.asdict(exp.data.forget)), "objective": describe(exp.objective), **fixed},
         metrics={**{f"retrain_{k}": v for k, v in refs.retrain_metrics.items()},
                  **{f"original_{k}": v for k, v in refs.original_metrics.items()}},
-        files={"config.yaml": dump_yaml(exp.to_dict()),
-               "search_space.json": json.dumps({k: d.to_yaml() for k, d in exp.search.items()}, indent=1)},
+        files={"config.yaml": dump_yaml(spec), "search_space.json": json.dumps(spec["search"], indent=1)},
     )
     print(f"sweep {name}: {args.num_samples or exp.tune.num_samples} trials of {exp.method}, {describe(exp.objective)}", file=sys.stderr)
     try:
@@ -163,14 +163,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         tracker.end_run(tracker.parent_id, "KILLED")
         raise
     ranked = [{"rank": i + 1, **row} for i, row in enumerate(outcome.rows)]
-    hp_names = sorted(exp.search)
-    top = [{**r, **{k: r["hyperparameters"].get(k) for k in hp_names}} for r in ranked]
-    note = _sweep_note(exp, top[:10], hp_names)
-    tracker.finish(ranked, note=note, files={"trials.csv": table_csv(top, RANK_COLUMNS + hp_names)})
+    hp_names = sorted({k for m in exp.methods for k in m.search})
+    columns = RANK_COLUMNS[:2] + (["method"] if exp.multi else []) + RANK_COLUMNS[2:] + hp_names
+    top = [{**r, **{k: r["hyperparameters"].get(k, "") for k in hp_names}} for r in ranked]
+    note = _sweep_note(exp, top[:10], hp_names, columns)
+    tracker.finish(ranked, note=note, files={"trials.csv": table_csv(top, columns)})
     print()
     print(f"best trials of {exp.experiment} ({describe(exp.objective)}; retrain val_acc {refs.retrain_metrics['val_acc']:.2f}, "
           f"mia {refs.retrain_metrics['mia']:.2f}):")
-    print(table(top[:10], RANK_COLUMNS + hp_names))
+    print(table(top[:10], columns))
     if outcome.errors:
         print(f"{outcome.errors} trial(s) failed; see their MLflow runs (status FAILED)", file=sys.stderr)
     print(f"\nMLflow: experiment {exp.experiment!r} in {tracker.uri}, sweep run {tracker.parent_id}")
@@ -179,13 +180,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_note(exp: Experiment, top: list[dict[str, Any]], hp_names: list[str]) -> str:
-    lines = [f"## {exp.experiment}: {exp.method} on {exp.data.dataset}", ""]
+def _sweep_note(exp: Experiment, top: list[dict[str, Any]], hp_names: list[str], columns: list[str]) -> str:
+    lines = [f"## {exp.experiment}: {exp.method.replace('|', ', ')} on {exp.data.dataset}", ""]
     if top:
         best = top[0]
-        winning = ", ".join(f"`{k}={best['hyperparameters'].get(k)}`" for k in hp_names)
-        lines += [f"**Best trial:** {best['run_name']} with score {best['score']:.3f}: {winning}", ""]
-    lines.append(markdown_table(top, RANK_COLUMNS + hp_names))
+        winning = ", ".join(f"`{k}={v}`" for k, v in sorted(best["hyperparameters"].items()))
+        lines += [f"**Best trial:** {best['run_name']} ({best['method']}) with score {best['score']:.3f}: {winning}", ""]
+    lines.append(markdown_table(top, columns))
     return "\n".join(lines)
 
 
@@ -215,6 +216,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     print(f"\nbest: {best['run_name']} ({best['run_id']}): " + ", ".join(f"{k}={best['hyperparameters'][k]}" for k in hp_names))
     if args.export:
         raw = parse_yaml_text(read_run_config(uri, best["run_id"]), f"run {best['run_id']} config.yaml")
+        raw["method"] = best["method"]  # a multi-method sweep exports its winner's method
         raw["fixed"] = dict(best["hyperparameters"])
         raw["search"] = {}
         raw.setdefault("tune", {})["seed"] = best["seed"]

@@ -143,40 +143,107 @@ _TOP_KEYS = ["experiment", "method", "fixed", "search", *_SECTIONS]
 
 
 @dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """One method of an experiment: its fixed values and its search space."""
+
+    name: str
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    search: Mapping[str, SearchDim] = dataclasses.field(default_factory=dict)
+
+    def start_point(self) -> dict[str, Any]:
+        """Searched hyperparameters' `start:` values (what `run` uses and the sweep tries first)."""
+        return {name: dim.start for name, dim in self.search.items() if dim.start is not None}
+
+    def params(self, sampled: Mapping[str, Any] | None = None) -> Any:
+        """The method's hyperparameter instance: defaults, then fixed values, then `sampled` ones."""
+        from .hparams import make_params
+        from .methods import METHODS
+
+        return make_params(METHODS[self.name].Params, {**self.fixed, **(sampled or {})}, path="fixed")
+
+
+@dataclasses.dataclass(frozen=True)
 class Experiment:
-    """A validated experiment: everything `prepare`, `run` and `tune` need."""
+    """A validated experiment: everything `prepare`, `run` and `tune` need.
+
+    `method: amun` gives one MethodSpec; `method: [amun, salun]` gives several,
+    with `fixed:` and `search:` keyed by method, and the sweep chooses the method
+    too (its trial configs then hold `method` and `<method>.<hyperparameter>` keys).
+    """
 
     experiment: str
-    method: str
+    methods: tuple[MethodSpec, ...]
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
     objective: ObjectiveConfig
     tune: TuneConfig
     tracking: TrackingConfig
-    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    search: Mapping[str, SearchDim] = dataclasses.field(default_factory=dict)
+    multi: bool = False
     source: str = "<config>"
 
+    @property
+    def method(self) -> str:
+        """The method's name; for a multi-method experiment, the names joined by '|'."""
+        return "|".join(m.name for m in self.methods)
+
+    @property
+    def single(self) -> MethodSpec:
+        if self.multi:
+            raise ConfigError("method", f"this needs one method, but the experiment lists {self.method.replace('|', ', ')}; "
+                                        "export one with `ray-unlearn best --export`, or set `method:` to one name")
+        return self.methods[0]
+
+    @property
+    def fixed(self) -> Mapping[str, Any]:
+        return self.single.fixed
+
+    @property
+    def search(self) -> Mapping[str, SearchDim]:
+        return self.single.search
+
+    def spec(self, name: str) -> MethodSpec:
+        return next(m for m in self.methods if m.name == name)
+
+    def searched(self) -> bool:
+        return self.multi or any(m.search for m in self.methods)
+
+    def resolve(self, config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(method name, its sampled hyperparameters) of a trial config."""
+        if not self.multi:
+            return self.methods[0].name, dict(config)
+        name = config["method"]
+        prefix = f"{name}."
+        return name, {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+
+    def config_for(self, name: str, sampled: Mapping[str, Any]) -> dict[str, Any]:
+        """The trial config that `resolve` maps back to (name, sampled)."""
+        if not self.multi:
+            return dict(sampled)
+        return {"method": name, **{f"{name}.{k}": v for k, v in sampled.items()}}
+
     def start_point(self) -> dict[str, Any]:
-        """Searched hyperparameters' `start:` values (what `run` uses and the sweep tries first)."""
-        return {name: dim.start for name, dim in self.search.items() if dim.start is not None}
+        return self.single.start_point()
 
-    def method_params(self, sampled: Mapping[str, Any] | None = None) -> Any:
-        """The method's hyperparameter instance for fixed values plus `sampled` ones."""
-        from .hparams import make_params
-        from .methods import get_method
-
-        values = {**self.fixed, **(sampled or {})}
-        return make_params(get_method(self.method).Params, values, path="fixed")
+    def method_params(self, config: Mapping[str, Any] | None = None) -> Any:
+        """The hyperparameter instance of the method a trial config names."""
+        if config is None and self.multi:
+            self.single  # raises: which method?
+        name, sampled = self.resolve(config or {})
+        return self.spec(name).params(sampled)
 
     def to_dict(self) -> dict:
         """Plain data that `parse_experiment` reads back to an equal Experiment."""
-        out: dict[str, Any] = {"experiment": self.experiment, "method": self.method}
+        out: dict[str, Any] = {"experiment": self.experiment}
+        if self.multi:
+            out["method"] = [m.name for m in self.methods]
+            out["fixed"] = {m.name: dict(m.fixed) for m in self.methods if m.fixed}
+            out["search"] = {m.name: {k: d.to_yaml() for k, d in m.search.items()} for m in self.methods if m.search}
+        else:
+            m = self.methods[0]
+            out.update(method=m.name, fixed=dict(m.fixed), search={k: d.to_yaml() for k, d in m.search.items()})
         for name in _SECTIONS:
             out[name] = to_mapping(getattr(self, name))
-        out["fixed"] = dict(self.fixed)
-        out["search"] = {k: d.to_yaml() for k, d in self.search.items()}
         return out
 
     def replace(self, **changes: Any) -> "Experiment":
@@ -279,29 +346,52 @@ def _parse(raw: Any) -> Experiment:
         raise ConfigError("experiment", f"must be a non-empty name, got {name!r}", value=name)
     sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
     _check_registry_names(sections["data"], sections["model"])
-    method_name = raw["method"]
-    method_cls = _lookup_method(method_name)
+    method = raw["method"]
     fixed = raw.get("fixed") or {}
     search = raw.get("search") or {}
     for key, value in (("fixed", fixed), ("search", search)):
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"must be a mapping of hyperparameter names, got {value!r}", value=value)
-    both = sorted(set(fixed) & set(search))
-    if both:
-        raise ConfigError(f"search.{both[0]}", "is also under 'fixed'; a hyperparameter is either fixed or searched", value=both[0])
+    if isinstance(method, list):
+        methods = _parse_methods(method, fixed, search)
+    else:
+        methods = (_parse_method(method, fixed, search, "fixed", "search"),)
+    _check_objective_against_tune(sections["objective"], sections["tune"])
+    return Experiment(experiment=name.strip(), methods=methods, multi=isinstance(method, list), **sections)
 
+
+def _parse_method(name: Any, fixed: Mapping, search: Mapping, fixed_path: str, search_path: str) -> MethodSpec:
     from .hparams import make_params, parse_search
 
-    params = make_params(method_cls.Params, fixed, path="fixed")
-    space = parse_search(method_cls.Params, search, path="search")
-    _check_objective_against_tune(sections["objective"], sections["tune"])
-    return Experiment(
-        experiment=name.strip(),
-        method=method_name,
-        fixed={k: getattr(params, k) for k in fixed},
-        search=space,
-        **sections,
-    )
+    method_cls = _lookup_method(name)
+    for key, value in ((fixed_path, fixed), (search_path, search)):
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"must be a mapping of {name}'s hyperparameter names, got {value!r}", value=value)
+    both = sorted(set(fixed) & set(search))
+    if both:
+        raise ConfigError(f"{search_path}.{both[0]}", "is also under 'fixed'; a hyperparameter is either fixed or searched", value=both[0])
+    params = make_params(method_cls.Params, fixed, path=fixed_path)
+    space = parse_search(method_cls.Params, search, path=search_path)
+    return MethodSpec(name=name, fixed={k: getattr(params, k) for k in fixed}, search=space)
+
+
+def _parse_methods(names: list, fixed: Mapping, search: Mapping) -> tuple[MethodSpec, ...]:
+    """`method: [a, b]`: fixed/search keyed by method name."""
+    if not names:
+        raise ConfigError("method", "the list of methods is empty", value=names)
+    for i, name in enumerate(names):
+        try:
+            _lookup_method(name)
+        except ConfigError as err:
+            raise ConfigError(f"method[{i}]", err.problem, value=name) from None
+        if names.index(name) != i:
+            raise ConfigError(f"method[{i}]", f"{name!r} is listed twice", value=name)
+    for key, value in (("fixed", fixed), ("search", search)):
+        for m in value:
+            if m not in names:
+                raise ConfigError(f"{key}.{m}", f"with several methods, {key}: is keyed by method name; "
+                                                f"{m!r} is not one of {', '.join(names)}", value=m)
+    return tuple(_parse_method(n, fixed.get(n) or {}, search.get(n) or {}, f"fixed.{n}", f"search.{n}") for n in names)
 
 
 def _check_objective_against_tune(objective: ObjectiveConfig, tune: TuneConfig) -> None:

@@ -146,17 +146,18 @@ class _TrackingCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from .tracking import DATASET, HYPERPARAMS, METHOD, SEED
 
+        method, _ = self.exp.resolve(trial.config)
         hp = dataclasses.asdict(self.exp.method_params(trial.config))
         self.tracker.start_trial(
             trial.trial_id,
             str(trial),
             params=hp,
             tags={
-                METHOD: self.exp.method,
+                METHOD: method,
                 DATASET: self.exp.data.dataset,
                 HYPERPARAMS: json.dumps(hp, sort_keys=True),
                 SEED: self.exp.tune.seed,
-                "ray_unlearn.searched": ",".join(sorted(self.exp.search)),
+                "ray_unlearn.searched": ",".join(sorted(self.exp.spec(method).search)),
             },
         )
 
@@ -181,7 +182,8 @@ def _namer(exp: Experiment, start: int = 0) -> Any:
 
     def name(trial: Any) -> str:
         if trial.trial_id not in names:
-            names[trial.trial_id] = f"{exp.method}-{next(counter):03d}"
+            method, _ = exp.resolve(trial.config)
+            names[trial.trial_id] = f"{method}-{next(counter):03d}"
         return names[trial.trial_id]
 
     return name
@@ -201,10 +203,9 @@ def build_searcher(exp: Experiment) -> Any:
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    if not exp.search:
+    if not exp.searched():
         raise ConfigError("search", "is empty: nothing to tune; add hyperparameters to search, or use `ray-unlearn run`")
     goals = targets(exp.objective)
-    space = {name: dim.to_optuna() for name, dim in exp.search.items()}
     if exp.tune.sampler == "random":
         sampler = optuna.samplers.RandomSampler(seed=exp.tune.seed)
     elif len(goals) > 1:
@@ -214,27 +215,52 @@ def build_searcher(exp: Experiment) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric = [m for m, _ in goals] if len(goals) > 1 else goals[0][0]
     mode = [d for _, d in goals] if len(goals) > 1 else goals[0][1]
+    if exp.multi:
+        space: Any = _define_by_run(exp)
+    else:
+        space = {name: dim.to_optuna() for name, dim in exp.search.items()}
     return OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, points_to_evaluate=warm_start(exp) or None)
 
 
+def _define_by_run(exp: Experiment) -> Any:
+    """Method as a categorical choice, each method's hyperparameters conditional on it."""
+    names = [m.name for m in exp.methods]
+
+    def space(trial: Any) -> None:
+        method = trial.suggest_categorical("method", names)
+        for key, dim in exp.spec(method).search.items():
+            name = f"{method}.{key}"
+            if dim.kind == "categorical":
+                trial.suggest_categorical(name, list(dim.choices))
+            elif dim.kind == "int":
+                trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1))
+            else:
+                trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log, step=dim.step)
+
+    return space
+
+
 def warm_start(exp: Experiment) -> list[dict[str, Any]]:
-    """The `start:` point, completed with method defaults (or the range's middle), evaluated first."""
-    start = exp.start_point()
-    if not start:
-        return []
-    defaults = dataclasses.asdict(exp.method_params())
-    point = {}
-    for name, dim in exp.search.items():
-        if name in start:
-            point[name] = start[name]
-        elif dim.contains(defaults.get(name)):
-            point[name] = defaults[name]
-        elif dim.kind == "categorical":
-            point[name] = dim.choices[0]
-        else:
-            mid = math.sqrt(dim.low * dim.high) if dim.log else (dim.low + dim.high) / 2
-            point[name] = int(round(mid)) if dim.kind == "int" else mid
-    return [point]
+    """Each method's `start:` point, completed with defaults (or the range's middle), evaluated first."""
+    points = []
+    for spec in exp.methods:
+        start = spec.start_point()
+        if not start:
+            continue
+        defaults = dataclasses.asdict(spec.params())
+        point = {}
+        for name, dim in spec.search.items():
+            if name in start:
+                point[name] = start[name]
+            elif dim.contains(defaults.get(name)):
+                point[name] = defaults[name]
+            elif dim.kind == "categorical":
+                point[name] = dim.choices[0]
+            else:
+                mid = math.sqrt(dim.low * dim.high) if dim.log else (dim.low + dim.high) / 2
+                point[name] = int(round(mid)) if dim.kind == "int" else mid
+        points.append(exp.config_for(spec.name, point))
+    return points
 
 
 def build_scheduler(exp: Experiment) -> Any:
@@ -307,12 +333,14 @@ def collect_rows(exp: Experiment, grid: Any) -> list[dict[str, Any]]:
         if result.error is not None:
             status = "failed"
         row = {k: v for k, v in metrics.items() if k not in RAY_KEYS}
+        method, sampled = exp.resolve(result.config or {})
         row.update(
             trial_id=trial_id,
             run_name=name,
+            method=method,
             status=status,
             score=float(metrics.get("score", WORST_SCORE)) if status != "failed" else WORST_SCORE,
-            hyperparameters=dict(result.config or {}),
+            hyperparameters=sampled,
         )
         rows.append(row)
     rows.sort(key=lambda r: (r["status"] in ("ok", "stopped"), r["score"]), reverse=True)

@@ -52,8 +52,9 @@ def run_trial(
     memo: Memo | None = None,
     budget_seconds: float | None = None,
 ) -> TrialResult:
-    """Run the experiment's method with `sampled` hyperparameters (plus `fixed`)."""
-    method = get_method(exp.method)
+    """Run the method a trial config names with its sampled hyperparameters (plus `fixed`)."""
+    method_name, _ = exp.resolve(sampled)
+    method = get_method(method_name)
     hp = exp.method_params(sampled)
     splits = refs.splits.to(device)
     original = refs.model("original", device)
@@ -81,7 +82,7 @@ def run_trial(
     try:
         model = method.run(original, data, hp, ctx)
     except FloatingPointError as err:
-        return _failed(STATUS_DIVERGED, f"{exp.method} diverged: {err}", hp)
+        return _failed(STATUS_DIVERGED, f"{method_name} diverged: {err}", hp)
     seconds = time.perf_counter() - started
     metrics = scored(model, with_test=True)
     metrics.update(ctx.extras)

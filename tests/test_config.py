@@ -148,3 +148,51 @@ def test_every_shipped_search_space_is_valid():
     for path in files:
         exp = load_experiment(path)
         assert exp.search, f"{path.name} searches nothing"
+
+
+MULTI = {
+    "method": ["amun", "salun"],
+    "fixed": {"amun": {"steps": 20}},
+    "search": {"amun": {"lr": {"float": [1e-3, 0.1], "log": True, "start": 0.01}}, "salun": {"mask_ratio": "auto"}},
+}
+
+
+def test_several_methods_with_fixed_and_search_keyed_by_method():
+    exp = parse_experiment(digits_config(**MULTI))
+    assert exp.multi and [m.name for m in exp.methods] == ["amun", "salun"]
+    assert exp.spec("amun").fixed == {"steps": 20}
+    assert exp.spec("salun").search["mask_ratio"].low == 0.1
+    config = exp.config_for("amun", {"lr": 0.05})
+    assert config == {"method": "amun", "amun.lr": 0.05}
+    assert exp.resolve(config) == ("amun", {"lr": 0.05})
+    hp = exp.method_params(config)
+    assert (hp.lr, hp.steps) == (0.05, 20)
+    assert parse_experiment(exp.to_dict()) == exp
+
+
+@pytest.mark.parametrize(
+    "change,key,words",
+    [
+        ({"fixed": {"sallun": {"lr": 0.1}}}, "fixed.sallun", "keyed by method name"),
+        ({"search": {"salun": {"epsilon": "auto"}}}, "search.salun.epsilon", "unknown key"),
+        ({"method": ["amun", "amun"]}, "method[1]", "listed twice"),
+        ({"method": ["amun", "amnu"]}, "method[1]", "unknown method 'amnu'"),
+        ({"method": []}, "method", "empty"),
+    ],
+)
+def test_several_methods_errors(change, key, words):
+    raw = digits_config(**{**MULTI, **change})
+    with pytest.raises(ConfigError) as info:
+        parse_experiment(raw)
+    assert info.value.key == key and words in str(info.value)
+
+
+def test_a_single_method_command_refuses_a_multi_method_file():
+    exp = parse_experiment(digits_config(**MULTI))
+    with pytest.raises(ConfigError, match="needs one method"):
+        exp.start_point()
+
+
+def test_start_must_lie_in_its_range():
+    with pytest.raises(ConfigError, match=r"search.lr.start: 0.5 is outside the searched range"):
+        parse_experiment(digits_config(method="amun", search={"lr": {"float": [1e-3, 0.1], "start": 0.5}}))
