@@ -41,6 +41,7 @@ examples:
   ray-unlearn tune search_spaces/digits_gradient_ascent.yaml
   ray-unlearn tune search_spaces/digits_amun.yaml --num-samples 32 --set tune.max_concurrent=2
   ray-unlearn tune cifar.yaml --address auto --storage s3://bucket/sweeps --tracking-uri http://mlflow:5000
+  ray-unlearn tune search_spaces/digits_amun.yaml --resume            # after an interruption
 """,
     "best": """Rank finished trials of an MLflow experiment (name, or a config file naming it).
 
@@ -99,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, help="number of trials (overrides tune.num_samples)")
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local instance)")
     p.add_argument("--storage", help="Ray Tune storage path or URI (default: ./ray_results)")
-    p.add_argument("--name", help="sweep name (default: <experiment>-<time>)")
+    p.add_argument("--name", help="sweep name (default: <experiment>-<time>; with --resume: the newest sweep)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (errored trials are retried)")
     p = sub.add_parser("best", help="rank finished trials from MLflow; export the winner",
                        description=EPILOG["best"].split("\n\n")[0], epilog=EPILOG["best"].split("\n\n", 1)[1], formatter_class=fmt)
     p.add_argument("experiment", help="MLflow experiment name, or an experiment YAML file")

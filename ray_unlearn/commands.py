@@ -8,23 +8,19 @@ before any training), then references are prepared, then the work runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
-import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from .config import Experiment, dump_yaml, load_experiment, parse_experiment, parse_yaml_text
 from .errors import ConfigError, TrackingError
-from .progress import EpochBar, markdown_table, table
+from .progress import EpochBar, table
 
 logger = logging.getLogger(__name__)
 
 REF_COLUMNS = ["model", "forget_acc", "retain_acc", "val_acc", "test_acc", "mia", "seconds"]
-RANK_COLUMNS = ["rank", "run_name", "status", "score", "val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc"]
 
 
 def load(args: argparse.Namespace) -> Experiment:
@@ -78,7 +74,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .cache import Store
-    from .trial import run_trial
+    from .trial import run_repeats
 
     exp = load(args)
     start = exp.start_point()  # a multi-method file is refused here: `run` takes one method
@@ -100,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = {k: metrics[k] for k in ("score", "forget_acc", "val_acc", "mia") if k in metrics}
         bar(exp.method, int(metrics["epoch"]), max(epochs, int(metrics["epoch"])), shown)
 
-    result = run_trial(exp, refs, start, seed=exp.tune.seed, device=_device(args), report=report, memo=Store(store.root).memo(refs.key))
+    result = run_repeats(exp, refs, start, device=_device(args), report=report, memo=Store(store.root).memo(refs.key))
     rows = _reference_rows(refs) + [{"model": exp.method, **result.metrics}]
     print(table(rows, REF_COLUMNS + ["mia_gap", "avg_gap", "score"]))
     print(f"status: {result.status}" + (f" ({result.message})" if result.message else ""))
@@ -119,11 +115,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.status == "ok" else 1
 
 
-def _sweep_name(exp: Experiment) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", exp.experiment).strip("-") or "sweep"
-    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def _storage(args: argparse.Namespace) -> str:
     if args.storage and "://" in args.storage:
         return args.storage
@@ -132,62 +123,40 @@ def _storage(args: argparse.Namespace) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .objective import describe
-    from .search import build_searcher, ensure_ray, run_sweep
-    from .tracking import DATASET, METHOD, SweepTracker, table_csv
+    from .workflow import Sweep
 
     exp = load(args)
     if args.num_samples is not None and args.num_samples < 1:
         raise ConfigError("--num-samples", f"must be >= 1, got {args.num_samples}")
-    build_searcher(exp)  # search-space errors before anything is trained
-    tracker = SweepTracker(_tracking_uri(args, exp), exp.experiment)
-    refs, _, store = _prepare(exp, args)
+    sweep = Sweep(exp, tracking_uri=_tracking_uri(args, exp), storage=_storage(args), store=_store(args),
+                  device=_device(args), name=args.name, resume=args.resume)  # validates before any training
+    refs = sweep.prepare(progress=EpochBar())
     print(table(_reference_rows(refs), REF_COLUMNS))
-    name = args.name or _sweep_name(exp)
-    ensure_ray(args.address)
-    spec = exp.to_dict()
-    fixed = {f"fixed.{m.name}.{k}" if exp.multi else f"fixed.{k}": v for m in exp.methods for k, v in m.fixed.items()}
-    tracker.start_sweep(
-        name,
-        tags={METHOD: exp.method, DATASET: exp.data.dataset, "ray_unlearn.references": refs.key},
-        params={"method": exp.method, "dataset": exp.data.dataset, "arch": exp.model.arch,
-                "forget": json.dumps(dataclasses.asdict(exp.data.forget)), "objective": describe(exp.objective), **fixed},
-        metrics={**{f"retrain_{k}": v for k, v in refs.retrain_metrics.items()},
-                 **{f"original_{k}": v for k, v in refs.original_metrics.items()}},
-        files={"config.yaml": dump_yaml(spec), "search_space.json": json.dumps(spec["search"], indent=1)},
-    )
-    print(f"sweep {name}: {args.num_samples or exp.tune.num_samples} trials of {exp.method}, {describe(exp.objective)}", file=sys.stderr)
+    verb = "resuming" if args.resume else "starting"
+    print(f"{verb} sweep {sweep.name}: {args.num_samples or exp.tune.num_samples} trials of {exp.method.replace('|', ', ')}, "
+          f"{describe(exp.objective)}", file=sys.stderr)
     try:
-        outcome = run_sweep(exp, refs, tracker=tracker, storage_path=_storage(args), name=name,
-                            cache_root=str(store.root), num_samples=args.num_samples)
+        outcome = sweep.run(address=args.address, num_samples=args.num_samples)
     except BaseException:
-        tracker.end_run(tracker.parent_id, "KILLED")
+        print(f"sweep interrupted; continue it with: ray-unlearn tune {args.config} --resume --name {sweep.name}", file=sys.stderr)
         raise
-    ranked = [{"rank": i + 1, **row} for i, row in enumerate(outcome.rows)]
-    hp_names = sorted({k for m in exp.methods for k in m.search})
-    columns = RANK_COLUMNS[:2] + (["method"] if exp.multi else []) + RANK_COLUMNS[2:] + hp_names
-    top = [{**r, **{k: r["hyperparameters"].get(k, "") for k in hp_names}} for r in ranked]
-    note = _sweep_note(exp, top[:10], hp_names, columns)
-    tracker.finish(ranked, note=note, files={"trials.csv": table_csv(top, columns)})
-    print()
-    print(f"best trials of {exp.experiment} ({describe(exp.objective)}; retrain val_acc {refs.retrain_metrics['val_acc']:.2f}, "
+    summary = sweep.finish(outcome)
+    tracker = sweep.tracker
+    if summary.front:
+        goals = ", ".join(f"{m} {d}" for m, d in summary.goals)
+        print(f"\nPareto front ({goals}): {len(summary.front)} of {len(summary.rows)} trials")
+        print(table(summary.front, summary.front_columns))
+    print(f"\nbest trials of {exp.experiment} ({describe(exp.objective)}; retrain val_acc {refs.retrain_metrics['val_acc']:.2f}, "
           f"mia {refs.retrain_metrics['mia']:.2f}):")
-    print(table(top[:10], columns))
+    print(table(summary.rows[:10], summary.columns))
     if outcome.errors:
         print(f"{outcome.errors} trial(s) failed; see their MLflow runs (status FAILED)", file=sys.stderr)
     print(f"\nMLflow: experiment {exp.experiment!r} in {tracker.uri}, sweep run {tracker.parent_id}")
-    print(f"look at it:  ray-unlearn ui --tracking-uri {tracker.uri}")
+    if not tracker.uri.startswith("http"):
+        print(f"look at it:  ray-unlearn ui --tracking-uri {tracker.uri}   then open")
+    print(f"runs table:  {summary.link}")
     print(f"export best: ray-unlearn best {exp.experiment} --tracking-uri {tracker.uri} --export best.yaml")
     return 0
-
-
-def _sweep_note(exp: Experiment, top: list[dict[str, Any]], hp_names: list[str], columns: list[str]) -> str:
-    lines = [f"## {exp.experiment}: {exp.method.replace('|', ', ')} on {exp.data.dataset}", ""]
-    if top:
-        best = top[0]
-        winning = ", ".join(f"`{k}={v}`" for k, v in sorted(best["hyperparameters"].items()))
-        lines += [f"**Best trial:** {best['run_name']} ({best['method']}) with score {best['score']:.3f}: {winning}", ""]
-    lines.append(markdown_table(top, columns))
-    return "\n".join(lines)
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -264,13 +233,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.config:
         exp = load_experiment(args.config)
         experiment, uri = exp.experiment, uri or exp.tracking.uri
-    from .tracking import Tracker, resolve_uri
+    from .tracking import Tracker, latest_sweep, resolve_uri
 
     uri = resolve_uri(uri)
     url = f"http://{args.host}:{args.port}"
     link = url
-    if experiment:
-        link = Tracker(uri, experiment).runs_url(url)
+    if experiment:  # the runs table of the newest sweep, best first (not MLflow 3's GenAI overview)
+        link = Tracker(uri, experiment).runs_url(url, latest_sweep(uri, experiment))
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
     print(f"MLflow UI for {uri}\nopen: {link}\n(Ctrl-C to stop)", flush=True)
     try:

@@ -123,12 +123,14 @@ class TuneConfig:
     sampler: Literal["tpe", "random"] = "tpe"
     seed: int = option(0, ge=0, help="seed of the sampler and of every trial's method")
     max_failures: int = option(0, ge=0, help="retries of a trial that raised")
+    repeats: int = option(1, ge=1, help="seeds per configuration (tune.seed, +1, ...); trials report the mean and spread")
     resources: ResourcesConfig = dataclasses.field(default_factory=ResourcesConfig)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackingConfig:
     uri: str | None = option(None, help="MLflow tracking URI; default sqlite:///mlflow.db in the working directory")
+    log_models: bool = option(False, help="store each trial's unlearned weights (model.pt) in its MLflow run")
 
 
 _SECTIONS = {
@@ -153,6 +155,24 @@ class MethodSpec:
     def start_point(self) -> dict[str, Any]:
         """Searched hyperparameters' `start:` values (what `run` uses and the sweep tries first)."""
         return {name: dim.start for name, dim in self.search.items() if dim.start is not None}
+
+    def complete(self, partial: Mapping[str, Any]) -> dict[str, Any]:
+        """A value for every searched hyperparameter: `partial`'s, else the default if searchable, else the middle."""
+        import math
+
+        defaults = dataclasses.asdict(self.params())
+        point = {}
+        for name, dim in self.search.items():
+            if name in partial:
+                point[name] = partial[name]
+            elif dim.contains(defaults.get(name)):
+                point[name] = defaults[name]
+            elif dim.kind == "categorical":
+                point[name] = dim.choices[0]
+            else:
+                mid = math.sqrt(dim.low * dim.high) if dim.log else (dim.low + dim.high) / 2
+                point[name] = int(round(mid)) if dim.kind == "int" else mid
+        return point
 
     def params(self, sampled: Mapping[str, Any] | None = None) -> Any:
         """The method's hyperparameter instance: defaults, then fixed values, then `sampled` ones."""
@@ -180,6 +200,8 @@ class Experiment:
     tune: TuneConfig
     tracking: TrackingConfig
     multi: bool = False
+    # search.points_to_evaluate: complete trial configs the sweep evaluates first (after start: points)
+    points: tuple[Mapping[str, Any], ...] = ()
     source: str = "<config>"
 
     @property
@@ -218,12 +240,15 @@ class Experiment:
 
     def config_for(self, name: str, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """The trial config that `resolve` maps back to (name, sampled)."""
-        if not self.multi:
-            return dict(sampled)
-        return {"method": name, **{f"{name}.{k}": v for k, v in sampled.items()}}
+        return trial_config(name, sampled, self.multi)
 
     def start_point(self) -> dict[str, Any]:
         return self.single.start_point()
+
+    def warm_start(self) -> list[dict[str, Any]]:
+        """Trial configs evaluated before the sampler proposes any: every `start:` point, then points_to_evaluate."""
+        starts = [self.config_for(m.name, m.complete(m.start_point())) for m in self.methods if m.start_point()]
+        return starts + [dict(p) for p in self.points]
 
     def method_params(self, config: Mapping[str, Any] | None = None) -> Any:
         """The hyperparameter instance of the method a trial config names."""
@@ -242,6 +267,8 @@ class Experiment:
         else:
             m = self.methods[0]
             out.update(method=m.name, fixed=dict(m.fixed), search={k: d.to_yaml() for k, d in m.search.items()})
+        if self.points:
+            out["search"]["points_to_evaluate"] = [dict(p) for p in self.points]
         for name in _SECTIONS:
             out[name] = to_mapping(getattr(self, name))
         return out
@@ -352,12 +379,64 @@ def _parse(raw: Any) -> Experiment:
     for key, value in (("fixed", fixed), ("search", search)):
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"must be a mapping of hyperparameter names, got {value!r}", value=value)
-    if isinstance(method, list):
+    search = dict(search)
+    points_raw = search.pop("points_to_evaluate", None)
+    multi = isinstance(method, list)
+    if multi:
         methods = _parse_methods(method, fixed, search)
     else:
         methods = (_parse_method(method, fixed, search, "fixed", "search"),)
+    points = _parse_points(points_raw, methods, multi)
     _check_objective_against_tune(sections["objective"], sections["tune"])
-    return Experiment(experiment=name.strip(), methods=methods, multi=isinstance(method, list), **sections)
+    return Experiment(experiment=name.strip(), methods=methods, multi=multi, points=points, **sections)
+
+
+def _parse_points(raw: Any, methods: tuple[MethodSpec, ...], multi: bool) -> tuple[dict[str, Any], ...]:
+    """search.points_to_evaluate: a list of `defaults` or {hyperparameter: value} (plus `method` when several)."""
+    if raw is None:
+        return ()
+    path = "search.points_to_evaluate"
+    if not isinstance(raw, list):
+        raise ConfigError(path, f"must be a list of points (mappings, or `defaults`), got {raw!r}", value=raw)
+    from .schema import coerce
+
+    points = []
+    for i, item in enumerate(raw):
+        where = f"{path}[{i}]"
+        if item == "defaults":
+            item = {"method": methods[0].name} if multi and len(methods) == 1 else {}
+            if multi and len(methods) > 1:
+                raise ConfigError(where, "with several methods, write {method: NAME} for a method's defaults", value="defaults")
+        if not isinstance(item, Mapping):
+            raise ConfigError(where, f"must be a mapping of searched hyperparameters or `defaults`, got {item!r}", value=item)
+        item = dict(item)
+        if multi:
+            name = item.pop("method", None)
+            names = [m.name for m in methods]
+            if name not in names:
+                raise ConfigError(f"{where}.method", f"must name one of {', '.join(names)}, got {name!r}", value=name)
+            spec = next(m for m in methods if m.name == name)
+        else:
+            spec = methods[0]
+        values = {}
+        for key, value in item.items():
+            if key not in spec.search:
+                raise ConfigError(f"{where}.{key}", f"is not searched; searched: {', '.join(sorted(spec.search)) or 'nothing'}", value=key)
+            dim = spec.search[key]
+            kind = int if dim.kind == "int" else float if dim.kind == "float" else type(dim.choices[0])
+            value = coerce(value, kind, f"{where}.{key}")
+            if not dim.contains(value):
+                raise ConfigError(f"{where}.{key}", f"{value!r} is outside the searched range {dim.describe()}", value=value)
+            values[key] = value
+        points.append(trial_config(spec.name, spec.complete(values), multi))
+    return tuple(points)
+
+
+def trial_config(method: str, sampled: Mapping[str, Any], multi: bool) -> dict[str, Any]:
+    """A trial's config: the sampled values, prefixed `<method>.` (plus `method`) when several methods compete."""
+    if not multi:
+        return dict(sampled)
+    return {"method": method, **{f"{method}.{k}": v for k, v in sampled.items()}}
 
 
 def _parse_method(name: Any, fixed: Mapping, search: Mapping, fixed_path: str, search_path: str) -> MethodSpec:

@@ -53,3 +53,20 @@ def describe(objective: ObjectiveConfig) -> str:
     if objective.forget_weight:
         text += f" - {objective.forget_weight:g} * ua_gap"
     return text
+
+
+def dominates(a: Mapping[str, float], b: Mapping[str, float], goals: list[tuple[str, str]]) -> bool:
+    """a is at least as good as b on every goal and better on one."""
+    better = False
+    for metric, direction in goals:
+        x, y = (a[metric], b[metric]) if direction == "max" else (-a[metric], -b[metric])
+        if x < y:
+            return False
+        better = better or x > y
+    return better
+
+
+def pareto_front(rows: list[Mapping[str, float]], goals: list[tuple[str, str]]) -> list[Mapping[str, float]]:
+    """The rows no other row dominates (rows lacking a goal metric are ignored)."""
+    candidates = [r for r in rows if all(isinstance(r.get(m), (int, float)) and math.isfinite(r[m]) for m, _ in goals)]
+    return [r for r in candidates if not any(dominates(o, r, goals) for o in candidates if o is not r)]

@@ -15,12 +15,17 @@ import math
 import itertools
 import os
 import sys
+import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 # Ray's newer console output prints a table per trial result; we print one line per trial instead.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tune snapshots the experiment every >= 10 s by default ("auto"); what finished after the last
+# snapshot is re-run by --resume. Snapshot often: the state of a sweep this size is small.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 from ray import tune  # noqa: E402
 
@@ -80,35 +85,58 @@ def trial_device(gpu: float) -> "Any":
     return torch.device("cpu")
 
 
+# Per-trial facts reported beside the metrics: logged to MLflow as tags, not metrics.
+INFO_KEYS = ("status", "message", "device", "cuda_visible_devices", "node_id", "trial_started", "trial_finished")
+
+
 def _trainable(config: dict, *, exp: Experiment, refs: References, cache_root: str) -> None:
-    """One Tune trial: the plain-PyTorch trial with per-epoch reports to Tune."""
+    """One Tune trial: the plain-PyTorch trial with per-epoch reports to Tune.
+
+    The trial's own files (final metrics, per-epoch history, optionally the
+    unlearned weights) travel to the driver in its final Tune checkpoint.
+    """
+    import tempfile
+
+    import ray
     import torch
 
     from .cache import Store
-    from .trial import run_trial
+    from .trial import run_repeats, write_trial_files
 
+    started = time.time()
+    for noisy in ("ray.train", "ray.tune"):  # "Checkpoint successfully created" once per trial
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(exp.tune.resources.cpu)))  # one thread per small trial beats two
-    result = run_trial(
-        exp,
-        refs,
-        config,
-        seed=exp.tune.seed,
-        device=trial_device(exp.tune.resources.gpu),
-        report=lambda metrics: tune.report(metrics),
-        memo=Store(cache_root).memo(refs.key),
-    )
+    device = trial_device(exp.tune.resources.gpu)
+    history: list[dict] = []
+
+    def report(metrics: dict) -> None:
+        history.append(metrics)
+        tune.report(metrics)
+
+    result = run_repeats(exp, refs, config, device=device, report=report, memo=Store(cache_root).memo(refs.key))
     final = dict(result.metrics)
     for metric, direction in targets(exp.objective):  # a failed trial still reports every target
         final.setdefault(metric, WORST_SCORE if direction == "max" else -WORST_SCORE)
-    tune.report({**final, "status": result.status, "message": result.message, "final": 1})
+    info = {
+        "status": result.status,
+        "message": result.message,
+        "device": str(device),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "trial_started": started,
+        "trial_finished": time.time(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        write_trial_files(tmp, result, history, info, save_model=exp.tracking.log_models)
+        tune.report({**final, **info, "final": 1}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 class _ProgressCallback(tune.Callback):
     """One line per finished trial instead of Ray's per-trial tables."""
 
-    def __init__(self, exp: Experiment, total: int, stream: Any = None):
+    def __init__(self, exp: Experiment, total: int):
         self.exp, self.total = exp, total
-        self.stream = stream or sys.stderr
         self.done = 0
         self.best = -math.inf
 
@@ -121,8 +149,8 @@ class _ProgressCallback(tune.Callback):
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(trial.config.items()))
         best = f"  best {self.best:.2f}" if math.isfinite(self.best) else ""
         width = len(str(self.total))
-        self.stream.write(f"[{self.done:>{width}}/{self.total}] {trial} {status:<9} {shown}  ({params}){best}\n")
-        self.stream.flush()
+        sys.stderr.write(f"[{self.done:>{width}}/{self.total}] {trial} {status:<9} {shown}  ({params}){best}\n")
+        sys.stderr.flush()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
@@ -162,31 +190,48 @@ class _TrackingCallback(tune.Callback):
         )
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        metrics = {k: v for k, v in result.items() if k not in RAY_KEYS}
+        metrics = {k: v for k, v in result.items() if k not in RAY_KEYS and k not in INFO_KEYS}
         self.tracker.log_epoch(trial.trial_id, int(result.get("training_iteration", 0)), metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
+        tags = {f"ray_unlearn.{k}": last[k] for k in INFO_KEYS[2:] if k in last}
+        if trial.checkpoint is not None and last.get("final"):
+            try:
+                with trial.checkpoint.as_directory() as files:
+                    self.tracker.log_files(trial.trial_id, files, "trial")
+            except Exception as err:  # noqa: BLE001 - the run's metrics matter more than its files
+                logger.warning("could not copy %s's files to MLflow: %s", trial, err)
         self.tracker.end_trial(
-            trial.trial_id, metrics={}, status=str(last.get("status", "stopped")), message=str(last.get("message", ""))
+            trial.trial_id, metrics={}, status=str(last.get("status", "stopped")), message=str(last.get("message", "")), tags=tags
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.tracker.end_trial(trial.trial_id, metrics={}, status="failed", message=_error_text(trial), failed=True)
 
 
-def _namer(exp: Experiment, start: int = 0) -> Any:
+# Next trial ordinal per sweep. A class attribute, not instance state: Tune pickles the namer at the
+# start of a sweep, and a resumed sweep must continue numbering after the trials that already exist.
+_NEXT_ORDINAL: dict[str, "itertools.count[int]"] = {}
+
+
+class TrialNamer:
     """Trial names `<method>-<ordinal>` (run names in MLflow), in the order trials are created."""
-    counter = itertools.count(start)
-    names: dict[str, str] = {}
 
-    def name(trial: Any) -> str:
-        if trial.trial_id not in names:
-            method, _ = exp.resolve(trial.config)
-            names[trial.trial_id] = f"{method}-{next(counter):03d}"
-        return names[trial.trial_id]
+    def __init__(self, exp: Experiment, sweep: str):
+        self.exp, self.sweep = exp, sweep
+        self.names: dict[str, str] = {}
 
-    return name
+    @staticmethod
+    def continue_from(sweep: str, ordinal: int) -> None:
+        _NEXT_ORDINAL[sweep] = itertools.count(ordinal)
+
+    def __call__(self, trial: Any) -> str:
+        if trial.trial_id not in self.names:
+            counter = _NEXT_ORDINAL.setdefault(self.sweep, itertools.count())
+            method, _ = self.exp.resolve(trial.config)
+            self.names[trial.trial_id] = f"{method}-{next(counter):03d}"
+        return self.names[trial.trial_id]
 
 
 def _error_text(trial: Any) -> str:
@@ -216,19 +261,22 @@ def build_searcher(exp: Experiment) -> Any:
     metric = [m for m, _ in goals] if len(goals) > 1 else goals[0][0]
     mode = [d for _, d in goals] if len(goals) > 1 else goals[0][1]
     if exp.multi:
-        space: Any = _define_by_run(exp)
+        space: Any = MethodChoiceSpace(exp)
     else:
         space = {name: dim.to_optuna() for name, dim in exp.search.items()}
-    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, points_to_evaluate=warm_start(exp) or None)
+    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, points_to_evaluate=exp.warm_start() or None)
 
 
-def _define_by_run(exp: Experiment) -> Any:
-    """Method as a categorical choice, each method's hyperparameters conditional on it."""
-    names = [m.name for m in exp.methods]
+class MethodChoiceSpace:
+    """Optuna define-by-run space: the method as a categorical choice, each method's
+    hyperparameters conditional on it. A class, not a closure: Tune pickles its searcher."""
 
-    def space(trial: Any) -> None:
-        method = trial.suggest_categorical("method", names)
-        for key, dim in exp.spec(method).search.items():
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+
+    def __call__(self, trial: Any) -> None:
+        method = trial.suggest_categorical("method", [m.name for m in self.exp.methods])
+        for key, dim in self.exp.spec(method).search.items():
             name = f"{method}.{key}"
             if dim.kind == "categorical":
                 trial.suggest_categorical(name, list(dim.choices))
@@ -236,31 +284,6 @@ def _define_by_run(exp: Experiment) -> Any:
                 trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1))
             else:
                 trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log, step=dim.step)
-
-    return space
-
-
-def warm_start(exp: Experiment) -> list[dict[str, Any]]:
-    """Each method's `start:` point, completed with defaults (or the range's middle), evaluated first."""
-    points = []
-    for spec in exp.methods:
-        start = spec.start_point()
-        if not start:
-            continue
-        defaults = dataclasses.asdict(spec.params())
-        point = {}
-        for name, dim in spec.search.items():
-            if name in start:
-                point[name] = start[name]
-            elif dim.contains(defaults.get(name)):
-                point[name] = defaults[name]
-            elif dim.kind == "categorical":
-                point[name] = dim.choices[0]
-            else:
-                mid = math.sqrt(dim.low * dim.high) if dim.log else (dim.low + dim.high) / 2
-                point[name] = int(round(mid)) if dim.kind == "int" else mid
-        points.append(exp.config_for(spec.name, point))
-    return points
 
 
 def build_scheduler(exp: Experiment) -> Any:
@@ -287,40 +310,62 @@ def run_sweep(
     name: str,
     cache_root: str,
     num_samples: int | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
     verbose: int = 0,
 ) -> SweepOutcome:
-    """Run the sweep on the Ray instance `ensure_ray` connected to."""
-    searcher = build_searcher(exp)
-    concurrency = exp.tune.max_concurrent or default_concurrency(exp)
+    """Run (or, with `resume`, continue) the sweep on the Ray instance `ensure_ray` connected to."""
     trainable = tune.with_parameters(_trainable, exp=exp, refs=refs, cache_root=cache_root)
     resources = {"cpu": exp.tune.resources.cpu, "gpu": exp.tune.resources.gpu}
     trainable = tune.with_resources(trainable, resources)
     total = num_samples or exp.tune.num_samples
-    namer = _namer(exp)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=build_scheduler(exp),
-            num_samples=total,
-            max_concurrent_trials=concurrency,
-            reuse_actors=True,
-            trial_name_creator=namer,
-            trial_dirname_creator=namer,
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage_path,
-            callbacks=[_TrackingCallback(exp, tracker), _ProgressCallback(exp, total)],
-            failure_config=tune.FailureConfig(max_failures=exp.tune.max_failures),
-            verbose=verbose,
-            progress_reporter=None,
-        ),
-    )
-    logger.info("sweep %s: %d trials, %d at a time, %s per trial", name, total, concurrency, resources)
-    grid = tuner.fit()
+    path = sweep_path(storage_path, name)
+    if resume:
+        TrialNamer.continue_from(name, tracker.next_ordinal())
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+        logger.info("resuming sweep %s from %s", name, path)
+    else:
+        concurrency = exp.tune.max_concurrent or default_concurrency(exp)
+        namer = TrialNamer(exp, name)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=build_searcher(exp),
+                scheduler=build_scheduler(exp),
+                num_samples=total,
+                max_concurrent_trials=concurrency,
+                reuse_actors=True,
+                trial_name_creator=namer,
+                trial_dirname_creator=namer,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                callbacks=[_TrackingCallback(exp, tracker), _ProgressCallback(exp, total), *callbacks],
+                failure_config=tune.FailureConfig(max_failures=exp.tune.max_failures),
+                verbose=verbose,
+                progress_reporter=None,
+            ),
+        )
+        logger.info("sweep %s: %d trials, %d at a time, %s per trial", name, total, concurrency, resources)
+    with warnings.catch_warnings():  # a resumed trial re-reports epochs Optuna has seen
+        warnings.filterwarnings("ignore", message=".*is already reported.*")
+        grid = tuner.fit()
     rows = collect_rows(exp, grid)
-    return SweepOutcome(rows=rows, parent_run_id=tracker.parent_id, storage_dir=str(Path(storage_path) / name), errors=grid.num_errors)
+    tracker.drop_orphans({r["run_name"] for r in rows})
+    return SweepOutcome(rows=rows, parent_run_id=tracker.parent_id, storage_dir=path, errors=grid.num_errors)
+
+
+def sweep_path(storage_path: str, name: str) -> str:
+    return f"{storage_path.rstrip('/')}/{name}" if "://" in storage_path else str(Path(storage_path) / name)
+
+
+def latest_sweep_name(storage_path: str, prefix: str) -> str | None:
+    """The newest resumable sweep `<prefix>-<time>` under a local storage path."""
+    if "://" in storage_path:
+        return None
+    found = sorted(p.name for p in Path(storage_path).glob(f"{prefix}-*") if (p / "tuner.pkl").exists())
+    return found[-1] if found else None
 
 
 def collect_rows(exp: Experiment, grid: Any) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ METHOD = "ray_unlearn.method"
 DATASET = "ray_unlearn.dataset"
 HYPERPARAMS = "ray_unlearn.hyperparameters"  # JSON, exact types, for `best --export`
 SEED = "ray_unlearn.seed"
+SWEEP = "ray_unlearn.sweep"  # the Ray Tune experiment name, to find the parent again on --resume
 BEST = "best"
 PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
@@ -93,11 +94,23 @@ def git_commit() -> str | None:
 class Tracker:
     """Writes one experiment's runs. Every call is a batch: one round trip per event."""
 
-    def __init__(self, uri: str | None, experiment: str):
+    def __init__(self, uri: str | None, experiment: str, *, create: bool = True):
         self.uri = resolve_uri(uri)
         self.experiment_name = experiment
-        self.client = _client(self.uri)
-        self.experiment_id = self._experiment_id(create=True)
+        self._client = None
+        self.experiment_id = self._experiment_id(create=create)
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = _client(self.uri)
+        return self._client
+
+    def __getstate__(self) -> dict:
+        # Ray Tune pickles its callbacks with the experiment state (for --resume): drop the live client
+        state = self.__dict__.copy()
+        state["_client"] = None
+        return state
 
     def _experiment_id(self, create: bool) -> str:
         try:
@@ -152,21 +165,61 @@ class SweepTracker(Tracker):
         self.parent_id = parent_id
         self.children: dict[str, str] = {}
         self.steps: dict[str, int] = {}
+        self.pending: dict[str, list] = {}
+        self.flushed: dict[str, float] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.children = {}  # re-read from MLflow: the pickled map is as old as the sweep's start
+        if self.parent_id:
+            self.children.update(self._existing_children())
 
     def start_sweep(self, name: str, *, tags: Mapping[str, Any], params: Mapping[str, Any],
                     metrics: Mapping[str, float], files: Mapping[str, str]) -> str:
-        if self.parent_id is None:
-            commit = git_commit()
-            all_tags = {KIND: "sweep", **tags}
-            if commit:
-                all_tags["mlflow.source.git.commit"] = commit
-            self.parent_id = self.start_run(name, all_tags)
-            self.log(self.parent_id, params=params, metrics=metrics)
-            for path, text in files.items():
-                self.log_text(self.parent_id, text, path)
-        else:
-            self.children.update(self._existing_children())
+        commit = git_commit()
+        all_tags = {KIND: "sweep", SWEEP: name, **tags}
+        if commit:
+            all_tags["mlflow.source.git.commit"] = commit
+        self.parent_id = self.start_run(name, all_tags)
+        self.log(self.parent_id, params=params, metrics=metrics)
+        for path, text in files.items():
+            self.log_text(self.parent_id, text, path)
         return self.parent_id
+
+    def resume_sweep(self, name: str) -> str:
+        """Reopen the parent run of sweep `name` and learn its existing child runs."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.{KIND} = 'sweep' and tags.`{SWEEP}` = '{name}'", max_results=1
+        )
+        if not runs:
+            raise TrackingError(f"no MLflow parent run for sweep {name!r} in experiment {self.experiment_name!r} ({self.uri})")
+        self.parent_id = runs[0].info.run_id
+        self.client.update_run(self.parent_id, status="RUNNING")
+        self.children = self._existing_children()
+        return self.parent_id
+
+    def next_ordinal(self) -> int:
+        """1 + the highest `<method>-<n>` ordinal among this sweep's child runs (0 if none)."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
+        ordinals = [int(r.info.run_name.rsplit("-", 1)[-1]) for r in runs if r.info.run_name and r.info.run_name.rsplit("-", 1)[-1].isdigit()]
+        return max(ordinals, default=-1) + 1
+
+    def drop_orphans(self, known_names: set[str]) -> list[str]:
+        """Delete child runs of trials the sweep no longer knows, so MLflow holds one child per trial.
+
+        Only an interrupted sweep has such runs: trials created or finished after Tune's last
+        experiment snapshot are forgotten by `--resume` (and re-sampled), while their MLflow runs
+        were already written (RUNNING, or FINISHED). They are soft-deleted (restorable in MLflow).
+        """
+        dropped = []
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
+        for run in runs:
+            if run.info.run_name not in known_names:
+                self.client.delete_run(run.info.run_id)
+                dropped.append(run.info.run_id)
+                logger.warning("deleted child run %s (%s, %s): its trial was lost when the sweep was interrupted",
+                               run.info.run_id, run.info.run_name, run.info.status)
+        return dropped
 
     def _existing_children(self) -> dict[str, str]:
         runs = self.client.search_runs(
@@ -183,25 +236,47 @@ class SweepTracker(Tracker):
         self.children[trial_id] = run_id
         return run_id
 
+    # Per-epoch metrics are buffered and written in one log_batch at most every FLUSH_SECONDS
+    # (and at the trial's end): the driver's Tune loop waits on every MLflow round trip.
+    FLUSH_SECONDS = 5.0
+    MAX_BATCH = 900  # MLflow's log_batch takes up to 1000 metrics
+
     def log_epoch(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> None:
         run_id = self.children.get(trial_id)
         if run_id is None:
             return
         self.steps[trial_id] = max(step, self.steps.get(trial_id, 0))
-        self.log(run_id, metrics=metrics, step=step)
+        pending = self.pending.setdefault(trial_id, [])
+        pending.extend(_metrics_batch(metrics, step))
+        if time.monotonic() - self.flushed.get(trial_id, 0.0) > self.FLUSH_SECONDS or len(pending) > self.MAX_BATCH:
+            self.flush(trial_id)
+
+    def flush(self, trial_id: str) -> None:
+        pending = self.pending.pop(trial_id, [])
+        run_id = self.children.get(trial_id)
+        for start in range(0, len(pending), self.MAX_BATCH):
+            self.client.log_batch(run_id, metrics=pending[start : start + self.MAX_BATCH])
+        self.flushed[trial_id] = time.monotonic()
+
+    def log_files(self, trial_id: str, folder: str, artifact_path: str) -> None:
+        run_id = self.children.get(trial_id)
+        if run_id is not None:
+            self.client.log_artifacts(run_id, folder, artifact_path)
 
     def end_trial(self, trial_id: str, *, metrics: Mapping[str, Any], status: str, message: str = "",
-                  failed: bool = False) -> None:
+                  failed: bool = False, tags: Mapping[str, Any] | None = None) -> None:
         run_id = self.children.get(trial_id)
         if run_id is None:
             return
-        tags = {STATUS: status}
+        tags = {**(tags or {}), STATUS: status}
         if message:
             tags["ray_unlearn.message"] = message[:5000]
+        self.flush(trial_id)
         self.log(run_id, metrics=metrics, tags=tags, step=self.steps.get(trial_id, 0))
         self.end_run(run_id, "FAILED" if failed else "FINISHED")
 
-    def finish(self, ranked: list[dict[str, Any]], *, note: str, files: Mapping[str, str], status: str = "FINISHED") -> None:
+    def finish(self, ranked: list[dict[str, Any]], *, note: str, files: Mapping[str, str], images: list | None = None,
+               status: str = "FINISHED") -> None:
         """Tag the best child, copy its score to the parent, attach the ranked table, close the parent."""
         assert self.parent_id is not None
         for run in self.client.search_runs(
@@ -218,6 +293,8 @@ class SweepTracker(Tracker):
         self.log(self.parent_id, metrics=metrics, tags={NOTE: note})
         for path, text in files.items():
             self.log_text(self.parent_id, text, path)
+        for image in images or []:
+            self.client.log_artifact(self.parent_id, str(image), "plots")
         self.end_run(self.parent_id, status)
 
 
@@ -233,13 +310,18 @@ def log_single_run(uri: str | None, experiment: str, name: str, *, params: Mappi
     return run_id, tracker.uri
 
 
+def latest_sweep(uri: str | None, experiment: str) -> str | None:
+    """The newest sweep parent run of `experiment`, if any."""
+    tracker = Tracker(uri, experiment, create=False)
+    runs = tracker.client.search_runs([tracker.experiment_id], filter_string=f"tags.{KIND} = 'sweep'",
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
 def ranked_runs(uri: str | None, experiment: str, *, top: int = 10, metric: str = "score", ascending: bool = False,
                 method: str | None = None, parent_id: str | None = None) -> list[dict[str, Any]]:
     """Finished trials and runs of `experiment`, best first by `metric`."""
-    tracker = Tracker.__new__(Tracker)
-    tracker.uri, tracker.experiment_name = resolve_uri(uri), experiment
-    tracker.client = _client(tracker.uri)
-    tracker.experiment_id = tracker._experiment_id(create=False)
+    tracker = Tracker(uri, experiment, create=False)
     filters = [f"tags.{KIND} != 'sweep'", "attributes.status = 'FINISHED'"]
     if method:
         filters.append(f"tags.{METHOD} = '{method}'")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import statistics
 import time
 from typing import Any, Callable, Mapping
 
@@ -97,6 +98,61 @@ def run_trial(
     if ctx.stopped_reason:
         message = (message + "; " if message else "") + ctx.stopped_reason
     return TrialResult(metrics, status, message, model, dataclasses.asdict(hp))
+
+
+# figures whose spread over repeats is reported as `<name>_std`
+SPREAD_METRICS = ("score", "val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc", "test_avg_gap")
+
+
+def run_repeats(
+    exp: Experiment,
+    refs: References,
+    sampled: Mapping[str, Any],
+    *,
+    device: torch.device,
+    report: Report | None = None,
+    memo: Memo | None = None,
+) -> TrialResult:
+    """`tune.repeats` runs of one configuration on seeds tune.seed, tune.seed + 1, ...
+
+    Per-epoch reports come from the first run (so a scheduler decides on it);
+    the result holds each metric's mean, `<metric>_std` for the main ones and
+    `repeats`. A run that diverges or collapses ends the trial with its status.
+    """
+    results = []
+    for r in range(exp.tune.repeats):
+        result = run_trial(exp, refs, sampled, seed=exp.tune.seed + r, device=device, report=report if r == 0 else None, memo=memo)
+        if result.status != STATUS_OK or exp.tune.repeats == 1:
+            return result
+        results.append(result)
+    keys = set.intersection(*(set(r.metrics) for r in results))
+    metrics = {k: statistics.fmean(r.metrics[k] for r in results) for k in keys}
+    for k in SPREAD_METRICS:
+        if k in keys:
+            metrics[f"{k}_std"] = statistics.pstdev(r.metrics[k] for r in results)
+    metrics["repeats"] = float(len(results))
+    messages = "; ".join(sorted({r.message for r in results if r.message}))
+    return TrialResult(metrics, STATUS_OK, messages, results[0].model, results[0].hyperparameters)
+
+
+def write_trial_files(folder: str, result: TrialResult, history: list[dict], info: Mapping[str, Any], save_model: bool) -> None:
+    """What a trial leaves behind: final metrics + hyperparameters, per-epoch history, optionally weights."""
+    import csv
+    import json
+    from pathlib import Path
+
+    out = Path(folder)
+    summary = {"status": result.status, "message": result.message, "hyperparameters": result.hyperparameters,
+               "metrics": result.metrics, **{k: v for k, v in info.items() if k not in ("status", "message")}}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+    if history:
+        columns = sorted({k for row in history for k in row})
+        with open(out / "history.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(history)
+    if save_model and result.model is not None:
+        torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, out / "model.pt")
 
 
 def _failed(status: str, message: str, hp: Any) -> TrialResult:

@@ -93,10 +93,11 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray instance (2 CPUs) shared by the in-process sweep tests."""
+    """One local Ray instance shared by the in-process sweep tests: 2 CPUs and 2 declared
+    GPUs (none exist: trials packed onto them must fall back to the CPU)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

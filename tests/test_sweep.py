@@ -112,3 +112,52 @@ def test_best_export_then_run_reproduces_the_best_trial(sweep, mlflow_server, ca
     assert len(runs) == 1
     for key in ("score", "forget_acc", "val_acc", "mia"):
         assert runs[0].data.metrics[key] == pytest.approx(best.data.metrics[key], abs=1.0), key
+
+
+def test_mlflow_rest_api_ranks_the_tagged_best_first(sweep, mlflow_server):
+    """What a user's tooling sees: the runs search endpoint ordered by score."""
+    import json as _json
+    import urllib.request
+
+    body = {
+        "experiment_ids": [sweep["experiment"].experiment_id],
+        "filter": "tags.`ray_unlearn.kind` = 'trial'",
+        "order_by": ["metrics.score DESC"],
+        "max_results": 10,
+    }
+    request = urllib.request.Request(f"{mlflow_server.url}/api/2.0/mlflow/runs/search", data=_json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        runs = _json.loads(response.read())["runs"]
+    assert len(runs) == N_TRIALS
+    tags = {t["key"]: t["value"] for t in runs[0]["data"]["tags"]}
+    assert tags.get(BEST) == "true"
+    scores = [next(m["value"] for m in r["data"]["metrics"] if m["key"] == "score") for r in runs]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_deep_link_opens_the_runs_table_with_the_best_trial_in_a_real_browser(sweep, mlflow_server, tmp_path):
+    """MLflow 3 opens experiments on a GenAI overview; the printed link lands on the sorted runs table."""
+    import shutil
+    import subprocess
+
+    from ray_unlearn.tracking import Tracker
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    children = [r for r in sweep["runs"] if r.data.tags.get(KIND) == "trial"]
+    best = next(r for r in children if r.data.tags.get(BEST) == "true")
+    parent = next(r for r in sweep["runs"] if r.data.tags.get(KIND) == "sweep")
+    link = Tracker(mlflow_server.url, sweep["name"], create=False).runs_url(mlflow_server.url, parent.info.run_id)
+    assert link in sweep["stdout"], "tune prints this link"
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=20000", "--dump-dom", link],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    names = [r.info.run_name for r in children]
+    shown = sorted((dom.find(n), n) for n in names if n in dom)
+    assert best.info.run_name in dom, "the best trial's run is in the rendered runs table"
+    assert shown[0][1] == best.info.run_name, f"best first, got order {[n for _, n in shown]}"

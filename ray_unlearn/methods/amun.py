@@ -14,7 +14,6 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..data.base import TensorSet
 from ..hparams import hp
 from ..train import batches, fit
 from ..train import make_optimizer

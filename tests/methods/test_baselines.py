@@ -118,7 +118,7 @@ def test_salun_mask_keeps_the_stated_fraction_and_frozen_weights_stay_bit_identi
     assert ctx.extras["mask_density"] == pytest.approx(0.3, abs=1e-3)
     original = digits_refs.model("original", torch.device("cpu"))
     mask = SaliencyMask(original, digits_refs.splits.forget, 0.3, 128)
-    moved = frozen_moved = 0
+    moved = 0
     for p_new, p_old, m in zip(model.parameters(), original.parameters(), mask.masks):
         frozen = m == 0
         assert torch.equal(p_new[frozen], p_old[frozen]), "m = 0 weights equal the original bit for bit"

@@ -1,0 +1,143 @@
+"""A sweep from start to finish, as one object the CLI and notebooks drive.
+
+    sweep = Sweep(exp, tracking_uri=..., storage=..., store=Store(dir))  # validates, reaches MLflow
+    refs = sweep.prepare()            # references from the cache (trained once)
+    outcome = sweep.run()             # Ray Tune + Optuna; MLflow child runs as trials go
+    summary = sweep.finish(outcome)   # ranked table, Pareto front, plots, best tagged
+
+Order matters: the configuration and search space are checked and the
+tracking store is reached before anything is trained, so a mistake costs
+nothing and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .cache import Store
+from .config import Experiment, dump_yaml
+from .errors import ConfigError
+from .progress import markdown_table
+
+RANK_COLUMNS = ["rank", "run_name", "status", "score", "val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc"]
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+@dataclasses.dataclass
+class Summary:
+    rows: list[dict[str, Any]]  # every trial, best first, hyperparameters flattened in
+    columns: list[str]
+    goals: list[tuple[str, str]]
+    front: list[dict[str, Any]]  # Pareto front (multi-objective sweeps)
+    front_columns: list[str]
+    link: str  # the runs table of this sweep, sorted by score, best first
+
+
+def slug(exp: Experiment) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", exp.experiment).strip("-") or "sweep"
+
+
+class Sweep:
+    def __init__(self, exp: Experiment, *, tracking_uri: str | None, storage: str, store: Store, device: Any = None,
+                 name: str | None = None, resume: bool = False):
+        from .search import build_searcher, latest_sweep_name
+        from .tracking import SweepTracker
+
+        self.exp, self.storage, self.store, self.resume = exp, storage, store, resume
+        self.device = device
+        build_searcher(exp)  # search-space errors before anything is trained
+        self.tracker = SweepTracker(tracking_uri, exp.experiment)
+        if resume:
+            name = name or latest_sweep_name(storage, slug(exp))
+            if not name:
+                raise ConfigError("--resume", f"no sweep of {exp.experiment!r} to resume under {storage}; give --name NAME")
+            self.tracker.resume_sweep(name)
+        self.name = name or f"{slug(exp)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.refs = None
+
+    def prepare(self, progress: Any = None):
+        from .references import prepare
+        from .train import pick_device
+
+        self.refs, _ = prepare(self.exp, self.store, self.device or pick_device(), progress=progress)
+        return self.refs
+
+    def run(self, *, address: str | None = None, num_samples: int | None = None, callbacks: Sequence[Any] = ()):
+        from .search import ensure_ray, run_sweep
+
+        refs = self.refs or self.prepare()
+        ensure_ray(address)
+        if not self.resume:
+            self._start_parent(refs)
+        try:
+            return run_sweep(self.exp, refs, tracker=self.tracker, storage_path=self.storage, name=self.name,
+                             cache_root=str(self.store.root), num_samples=num_samples, resume=self.resume,
+                             callbacks=callbacks)
+        except BaseException:
+            self.tracker.end_run(self.tracker.parent_id, "KILLED")
+            raise
+
+    def _start_parent(self, refs) -> None:
+        """The parent run: config, resolved search space, reference metrics."""
+        from .objective import describe
+        from .tracking import DATASET, METHOD
+
+        exp = self.exp
+        spec = exp.to_dict()
+        fixed = {f"fixed.{m.name}.{k}" if exp.multi else f"fixed.{k}": v for m in exp.methods for k, v in m.fixed.items()}
+        self.tracker.start_sweep(
+            self.name,
+            tags={METHOD: exp.method, DATASET: exp.data.dataset, "ray_unlearn.references": refs.key},
+            params={"method": exp.method, "dataset": exp.data.dataset, "arch": exp.model.arch,
+                    "forget": json.dumps(dataclasses.asdict(exp.data.forget)), "objective": describe(exp.objective), **fixed},
+            metrics={**{f"retrain_{k}": v for k, v in refs.retrain_metrics.items()},
+                     **{f"original_{k}": v for k, v in refs.original_metrics.items()}},
+            files={"config.yaml": dump_yaml(spec), "search_space.json": json.dumps(spec["search"], indent=1)},
+        )
+
+    def finish(self, outcome) -> Summary:
+        """Ranked table, Pareto front, plots and the parent run's description; the best child tagged."""
+        from .objective import pareto_front, targets
+        from .plots import history_plot, importance_plot, pareto_plot
+        from .tracking import table_csv
+
+        exp = self.exp
+        hp_names = sorted({k for m in exp.methods for k in m.search})
+        columns = RANK_COLUMNS[:2] + (["method"] if exp.multi else []) + RANK_COLUMNS[2:] + hp_names
+        rows = [{"rank": i + 1, **r, **{k: r["hyperparameters"].get(k, "") for k in hp_names}} for i, r in enumerate(outcome.rows)]
+        files = {"trials.csv": table_csv(rows, columns)}
+        goals = targets(exp.objective)
+        front: list[dict[str, Any]] = []
+        front_columns = ["run_name", *(m for m, _ in goals), *hp_names]
+        if len(goals) > 1:
+            front = pareto_front([r for r in rows if r["status"] == "ok"], goals)
+            front.sort(key=lambda r: r[goals[0][0]], reverse=goals[0][1] == "max")
+            files["pareto_front.csv"] = table_csv(front, front_columns)
+        with tempfile.TemporaryDirectory() as tmp:
+            images = [history_plot(rows, Path(tmp) / "optimisation_history.png")]
+            if not exp.multi:
+                images.append(importance_plot(rows, exp.search, Path(tmp) / "param_importances.png"))
+            if front:
+                images.append(pareto_plot(rows, front, goals, Path(tmp) / "pareto_front.png"))
+            note = self._note(rows[:10], columns, front)
+            self.tracker.finish(rows, note=note, files=files, images=[i for i in images if i is not None])
+        base = self.tracker.uri if self.tracker.uri.startswith("http") else LOCAL_UI
+        return Summary(rows, columns, goals, front, front_columns, self.tracker.runs_url(base, self.tracker.parent_id))
+
+    def _note(self, top: list[dict[str, Any]], columns: list[str], front: list[dict[str, Any]]) -> str:
+        exp = self.exp
+        lines = [f"## {exp.experiment}: {exp.method.replace('|', ', ')} on {exp.data.dataset}", ""]
+        if top:
+            best = top[0]
+            winning = ", ".join(f"`{k}={v}`" for k, v in sorted(best["hyperparameters"].items()))
+            lines += [f"**Best trial:** {best['run_name']} ({best['method']}) with score {best['score']:.3f}: {winning}", ""]
+        lines.append(markdown_table(top, columns))
+        if front:
+            lines += ["", f"**Pareto front** ({len(front)} trials): " + ", ".join(r["run_name"] for r in front)]
+        return "\n".join(lines)
