@@ -71,6 +71,7 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
         p.add_argument("--data-dir", help="dataset directory (same as --set data.root=DIR)")
         p.add_argument("--cache-dir", help="reference cache (default: $RAY_UNLEARN_CACHE or ~/.cache/ray_unlearn)")
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+        p.add_argument("--threads", type=int, help="torch CPU threads of this process (default 1: fastest for small nets)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the YAML's tracking.uri, else sqlite:///mlflow.db)")
 
 

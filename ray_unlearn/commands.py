@@ -20,7 +20,12 @@ from .progress import EpochBar, table
 
 logger = logging.getLogger(__name__)
 
-REF_COLUMNS = ["model", "forget_acc", "retain_acc", "val_acc", "test_acc", "mia", "seconds"]
+
+
+def ref_columns(exp: Experiment) -> list[str]:
+    from .config import SHOWN
+
+    return ["model", *SHOWN[exp.task][1]]
 
 
 def load(args: argparse.Namespace) -> Experiment:
@@ -37,9 +42,15 @@ def _store(args: argparse.Namespace):
 
 
 def _device(args: argparse.Namespace):
+    import torch
+
     from .train import pick_device
 
-    return pick_device(args.device)
+    device = pick_device(args.device)
+    if device.type == "cpu":
+        # the small nets here run faster on one thread, and two threads on a busy machine can be 100x slower
+        torch.set_num_threads(args.threads or 1)
+    return device
 
 
 def _tracking_uri(args: argparse.Namespace, exp: Experiment | None = None) -> str:
@@ -68,12 +79,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     splits = refs.splits
     print(f"{exp.data.dataset}: train {len(splits.train)} (forget {len(splits.forget_idx)}, retain {len(splits.retain_idx)}), "
           f"val {len(splits.val)}, test {len(splits.test)}")
-    print(table(_reference_rows(refs), REF_COLUMNS))
+    print(table(_reference_rows(refs), ref_columns(exp)))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .cache import Store
+    from .config import SHOWN
     from .trial import run_repeats
 
     exp = load(args)
@@ -93,12 +105,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     epochs = getattr(hp, "epochs", 0)
 
     def report(metrics: dict) -> None:
-        shown = {k: metrics[k] for k in ("score", "forget_acc", "val_acc", "mia") if k in metrics}
+        shown = {k: metrics[k] for k in ("score", *SHOWN[exp.task][0]) if k in metrics}
         bar(exp.method, int(metrics["epoch"]), max(epochs, int(metrics["epoch"])), shown)
 
     result = run_repeats(exp, refs, start, device=_device(args), report=report, memo=Store(store.root).memo(refs.key))
     rows = _reference_rows(refs) + [{"model": exp.method, **result.metrics}]
-    print(table(rows, REF_COLUMNS + ["mia_gap", "avg_gap", "score"]))
+    print(table(rows, ref_columns(exp) + ["mia_gap", "avg_gap", "score"]))
     print(f"status: {result.status}" + (f" ({result.message})" if result.message else ""))
     if uri:
         from .tracking import DATASET, HYPERPARAMS, METHOD, SEED, STATUS, log_single_run
@@ -131,7 +143,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     sweep = Sweep(exp, tracking_uri=_tracking_uri(args, exp), storage=_storage(args), store=_store(args),
                   device=_device(args), name=args.name, resume=args.resume)  # validates before any training
     refs = sweep.prepare(progress=EpochBar())
-    print(table(_reference_rows(refs), REF_COLUMNS))
+    print(table(_reference_rows(refs), ref_columns(exp)))
     verb = "resuming" if args.resume else "starting"
     print(f"{verb} sweep {sweep.name}: {args.num_samples or exp.tune.num_samples} trials of {exp.method.replace('|', ', ')}, "
           f"{describe(exp.objective)}", file=sys.stderr)
@@ -146,8 +158,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         goals = ", ".join(f"{m} {d}" for m, d in summary.goals)
         print(f"\nPareto front ({goals}): {len(summary.front)} of {len(summary.rows)} trials")
         print(table(summary.front, summary.front_columns))
-    print(f"\nbest trials of {exp.experiment} ({describe(exp.objective)}; retrain val_acc {refs.retrain_metrics['val_acc']:.2f}, "
-          f"mia {refs.retrain_metrics['mia']:.2f}):")
+    retained = exp.objective.retained
+    print(f"\nbest trials of {exp.experiment} ({describe(exp.objective)}; retrain {retained} "
+          f"{refs.retrain_metrics[retained]:.2f}, mia {refs.retrain_metrics['mia']:.2f}):")
     print(table(summary.rows[:10], summary.columns))
     if outcome.errors:
         print(f"{outcome.errors} trial(s) failed; see their MLflow runs (status FAILED)", file=sys.stderr)
@@ -157,6 +170,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"runs table:  {summary.link}")
     print(f"export best: ray-unlearn best {exp.experiment} --tracking-uri {tracker.uri} --export best.yaml")
     return 0
+
+
+BEST_SHOWN = ("val_acc", "forget_acc", "val_psnr", "forget_divergence", "mia_gap", "avg_gap", "test_acc", "test_psnr")
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -174,10 +190,10 @@ def cmd_best(args: argparse.Namespace) -> int:
         raise TrackingError(f"no finished runs with metric {args.metric!r} in experiment {experiment!r}")
     hp_names = sorted({k for r in rows for k in r["hyperparameters"]})
     shown = [{"rank": i + 1, "run_name": r["run_name"], "method": r["method"], "status": r["status"],
-              **{k: r["metrics"].get(k) for k in ("score", "val_acc", "forget_acc", "mia_gap", "avg_gap", "test_acc")},
+              **{k: r["metrics"].get(k) for k in ("score", *BEST_SHOWN) if k in r["metrics"]},
               **(({args.metric: r["metrics"].get(args.metric)}) if args.metric not in ("score",) else {})}
              for i, r in enumerate(rows)]
-    columns = ["rank", "run_name", "method", "status", "score", "val_acc", "forget_acc", "mia_gap", "avg_gap", "test_acc"]
+    columns = ["rank", "run_name", "method", "status", "score", *(k for k in BEST_SHOWN if any(k in r for r in shown))]
     if args.metric not in columns:
         columns.append(args.metric)
     print(table(shown, columns))
@@ -199,7 +215,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from .hparams import describe
-    from .methods import METHODS
+    from .registry import METHODS
 
     if args.name:
         if args.name not in METHODS:

@@ -34,6 +34,19 @@ METRIC_DIRECTIONS = {
     "test_mia_gap": "min",
     "test_avg_gap": "min",
     "seconds": "min",
+    # task: i2i
+    "val_psnr": "max",
+    "retain_psnr": "max",
+    "test_psnr": "max",
+    "forget_psnr_gap": "min",
+    "divergence_gap": "min",
+}
+RETAINED = {"classification": ("val_acc", "test_acc", "retain_acc"), "i2i": ("val_psnr", "retain_psnr", "test_psnr")}
+# what tables show per task: (per trial, per reference model)
+SHOWN = {
+    "classification": (("val_acc", "forget_acc", "mia"), ("forget_acc", "retain_acc", "val_acc", "test_acc", "mia", "seconds")),
+    "i2i": (("val_psnr", "forget_divergence", "mia"),
+            ("retain_psnr", "forget_psnr", "val_psnr", "forget_divergence", "mia", "backdoor_success", "seconds")),
 }
 
 
@@ -87,12 +100,13 @@ class TrainConfig:
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
     kind: Literal["combined", "avg_gap", "pareto"] = "combined"
-    retained: Literal["val_acc", "test_acc", "retain_acc"] = "val_acc"
+    retained: str | None = option(None, help="val_acc (default), test_acc or retain_acc; task i2i: val_psnr, retain_psnr, test_psnr")
     mia_weight: float = option(1.0, ge=0.0)
     forget_weight: float = option(0.0, ge=0.0, help="weight of |UA - UA_retrain| subtracted from the score")
     pareto: tuple[str, ...] = ()
     max_val_drop: float | None = option(
-        10.0, ge=0.0, help="a trial whose val_acc ends this far below the original's is marked 'collapsed' and gets the worst score"
+        10.0, ge=0.0, help="a trial whose val_acc (task i2i: val_psnr, in dB) ends this far below the retrain model's "
+                           "is marked 'collapsed' and gets the worst score"
     )
 
     def __post_init__(self) -> None:
@@ -105,6 +119,14 @@ class ObjectiveConfig:
                     raise ConfigError(f"objective.pareto[{i}]", f"unknown metric {m!r}; allowed: {allowed}", value=m)
         elif self.pareto:
             raise ConfigError("objective.pareto", "is only read when kind is 'pareto'", value=self.pareto)
+
+
+@dataclasses.dataclass(frozen=True)
+class I2IConfig:
+    """task: i2i only: the backdoor audit of METHODS.md §6."""
+
+    backdoor: bool = option(True, help="plant a trigger -> checkerboard backdoor in part of D_f before training the original")
+    backdoor_fraction: float = option(0.5, gt=0.0, le=1.0, help="share of D_f that carries the backdoor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +156,7 @@ class TrackingConfig:
 
 
 _SECTIONS = {
+    "i2i": I2IConfig,
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
@@ -141,7 +164,7 @@ _SECTIONS = {
     "tune": TuneConfig,
     "tracking": TrackingConfig,
 }
-_TOP_KEYS = ["experiment", "method", "fixed", "search", *_SECTIONS]
+_TOP_KEYS = ["experiment", "task", "method", "fixed", "search", *_SECTIONS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +200,7 @@ class MethodSpec:
     def params(self, sampled: Mapping[str, Any] | None = None) -> Any:
         """The method's hyperparameter instance: defaults, then fixed values, then `sampled` ones."""
         from .hparams import make_params
-        from .methods import METHODS
+        from .registry import METHODS
 
         return make_params(METHODS[self.name].Params, {**self.fixed, **(sampled or {})}, path="fixed")
 
@@ -193,6 +216,7 @@ class Experiment:
 
     experiment: str
     methods: tuple[MethodSpec, ...]
+    i2i: I2IConfig
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
@@ -200,6 +224,7 @@ class Experiment:
     tune: TuneConfig
     tracking: TrackingConfig
     multi: bool = False
+    task: str = "classification"
     # search.points_to_evaluate: complete trial configs the sweep evaluates first (after start: points)
     points: tuple[Mapping[str, Any], ...] = ()
     source: str = "<config>"
@@ -259,7 +284,7 @@ class Experiment:
 
     def to_dict(self) -> dict:
         """Plain data that `parse_experiment` reads back to an equal Experiment."""
-        out: dict[str, Any] = {"experiment": self.experiment}
+        out: dict[str, Any] = {"experiment": self.experiment, "task": self.task}
         if self.multi:
             out["method"] = [m.name for m in self.methods]
             out["fixed"] = {m.name: dict(m.fixed) for m in self.methods if m.fixed}
@@ -270,7 +295,8 @@ class Experiment:
         if self.points:
             out["search"]["points_to_evaluate"] = [dict(p) for p in self.points]
         for name in _SECTIONS:
-            out[name] = to_mapping(getattr(self, name))
+            if name != "i2i" or self.task == "i2i":
+                out[name] = to_mapping(getattr(self, name))
         return out
 
     def replace(self, **changes: Any) -> "Experiment":
@@ -371,8 +397,14 @@ def _parse(raw: Any) -> Experiment:
     name = raw["experiment"]
     if not isinstance(name, str) or not name.strip():
         raise ConfigError("experiment", f"must be a non-empty name, got {name!r}", value=name)
+    task = raw.get("task", "classification")
+    if task not in RETAINED:
+        raise ConfigError("task", f"{task!r} is not allowed; choose one of {', '.join(RETAINED)}", value=task)
+    if task != "i2i" and "i2i" in raw:
+        raise ConfigError("i2i", "is only read when task is 'i2i'", value=raw["i2i"])
     sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
-    _check_registry_names(sections["data"], sections["model"])
+    sections["objective"] = _resolve_retained(sections["objective"], task)
+    _check_registry_names(sections["data"], sections["model"], task)
     method = raw["method"]
     fixed = raw.get("fixed") or {}
     search = raw.get("search") or {}
@@ -383,12 +415,22 @@ def _parse(raw: Any) -> Experiment:
     points_raw = search.pop("points_to_evaluate", None)
     multi = isinstance(method, list)
     if multi:
-        methods = _parse_methods(method, fixed, search)
+        methods = _parse_methods(method, fixed, search, task)
     else:
-        methods = (_parse_method(method, fixed, search, "fixed", "search"),)
+        methods = (_parse_method(method, fixed, search, "fixed", "search", task),)
     points = _parse_points(points_raw, methods, multi)
     _check_objective_against_tune(sections["objective"], sections["tune"])
-    return Experiment(experiment=name.strip(), methods=methods, multi=multi, points=points, **sections)
+    return Experiment(experiment=name.strip(), methods=methods, multi=multi, points=points, task=task, **sections)
+
+
+def _resolve_retained(objective: ObjectiveConfig, task: str) -> ObjectiveConfig:
+    allowed = RETAINED[task]
+    if objective.retained is None:
+        return dataclasses.replace(objective, retained=allowed[0])
+    if objective.retained not in allowed:
+        raise ConfigError("objective.retained", f"{objective.retained!r} is not allowed for task {task}; choose one of "
+                                                f"{', '.join(allowed)}", value=objective.retained)
+    return objective
 
 
 def _parse_points(raw: Any, methods: tuple[MethodSpec, ...], multi: bool) -> tuple[dict[str, Any], ...]:
@@ -439,10 +481,16 @@ def trial_config(method: str, sampled: Mapping[str, Any], multi: bool) -> dict[s
     return {"method": method, **{f"{method}.{k}": v for k, v in sampled.items()}}
 
 
-def _parse_method(name: Any, fixed: Mapping, search: Mapping, fixed_path: str, search_path: str) -> MethodSpec:
+def _parse_method(name: Any, fixed: Mapping, search: Mapping, fixed_path: str, search_path: str, task: str) -> MethodSpec:
     from .hparams import make_params, parse_search
 
     method_cls = _lookup_method(name)
+    if method_cls.task != task:
+        from .registry import METHODS
+
+        fits = sorted(n for n, c in METHODS.items() if c.task == task)
+        raise ConfigError("method", f"{name} is a method for task: {method_cls.task}, but this experiment's task is {task}; "
+                                    f"methods for {task}: {', '.join(fits)}", value=name)
     for key, value in ((fixed_path, fixed), (search_path, search)):
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"must be a mapping of {name}'s hyperparameter names, got {value!r}", value=value)
@@ -454,7 +502,7 @@ def _parse_method(name: Any, fixed: Mapping, search: Mapping, fixed_path: str, s
     return MethodSpec(name=name, fixed={k: getattr(params, k) for k in fixed}, search=space)
 
 
-def _parse_methods(names: list, fixed: Mapping, search: Mapping) -> tuple[MethodSpec, ...]:
+def _parse_methods(names: list, fixed: Mapping, search: Mapping, task: str) -> tuple[MethodSpec, ...]:
     """`method: [a, b]`: fixed/search keyed by method name."""
     if not names:
         raise ConfigError("method", "the list of methods is empty", value=names)
@@ -470,7 +518,7 @@ def _parse_methods(names: list, fixed: Mapping, search: Mapping) -> tuple[Method
             if m not in names:
                 raise ConfigError(f"{key}.{m}", f"with several methods, {key}: is keyed by method name; "
                                                 f"{m!r} is not one of {', '.join(names)}", value=m)
-    return tuple(_parse_method(n, fixed.get(n) or {}, search.get(n) or {}, f"fixed.{n}", f"search.{n}") for n in names)
+    return tuple(_parse_method(n, fixed.get(n) or {}, search.get(n) or {}, f"fixed.{n}", f"search.{n}", task) for n in names)
 
 
 def _check_objective_against_tune(objective: ObjectiveConfig, tune: TuneConfig) -> None:
@@ -482,15 +530,22 @@ def _check_objective_against_tune(objective: ObjectiveConfig, tune: TuneConfig) 
         )
 
 
-def _check_registry_names(data: DataConfig, model: ModelConfig) -> None:
+def _check_registry_names(data: DataConfig, model: ModelConfig, task: str) -> None:
     from .data import DATASETS
     from .models import ARCHS, check_compatible
 
     if data.dataset not in DATASETS:
         raise unknown_name("data.dataset", data.dataset, list(DATASETS), "dataset")
-    if model.arch not in ARCHS:
-        raise unknown_name("model.arch", model.arch, list(ARCHS), "arch")
     info, _ = DATASETS[data.dataset]
+    if task == "i2i":
+        if model.arch != "autoencoder":
+            raise ConfigError("model.arch", f"task i2i trains a masked autoencoder: write arch: autoencoder, got {model.arch!r}", value=model.arch)
+        if len(info.input_shape) != 3:
+            raise ConfigError("data.dataset", f"task i2i needs images; {data.dataset} gives shape {info.input_shape}", value=data.dataset)
+        return
+    if model.arch not in ARCHS:
+        hint = " (autoencoder is for task: i2i)" if model.arch == "autoencoder" else ""
+        raise ConfigError("model.arch", unknown_name("model.arch", model.arch, list(ARCHS), "arch").problem + hint, value=model.arch)
     check_compatible(model.arch, info.input_shape, data.dataset)
     for i, c in enumerate(data.forget.classes):
         if not 0 <= c < info.num_classes:
@@ -498,7 +553,7 @@ def _check_registry_names(data: DataConfig, model: ModelConfig) -> None:
 
 
 def _lookup_method(name: Any) -> Any:
-    from .methods import METHODS
+    from .registry import METHODS
 
     if not isinstance(name, str):
         raise ConfigError("method", f"must be a method name, got {name!r}; see `ray-unlearn methods`", value=name)

@@ -20,10 +20,11 @@ WORST_SCORE = -1000.0
 
 
 def combined_score(metrics: Mapping[str, float], objective: ObjectiveConfig) -> float:
+    forget_gap = metrics["ua_gap"] if "ua_gap" in metrics else metrics["forget_psnr_gap"]  # classification / i2i
     return (
         metrics[objective.retained]
         - objective.mia_weight * metrics["mia_gap"]
-        - objective.forget_weight * metrics["ua_gap"]
+        - (objective.forget_weight * forget_gap if objective.forget_weight else 0.0)
     )
 
 
@@ -51,7 +52,8 @@ def describe(objective: ObjectiveConfig) -> str:
         return "pareto front of " + ", ".join(f"{m} ({d})" for m, d in targets(objective))
     text = f"score = {objective.retained} - {objective.mia_weight:g} * mia_gap"
     if objective.forget_weight:
-        text += f" - {objective.forget_weight:g} * ua_gap"
+        gap = "forget_psnr_gap" if objective.retained.endswith("psnr") else "ua_gap"
+        text += f" - {objective.forget_weight:g} * {gap}"
     return text
 
 

@@ -113,6 +113,10 @@ def prepare(
     Returns the references and the names of the models trained now (empty on
     a cache hit), so callers and tests can tell a hit from a rebuild.
     """
+    if exp.task == "i2i":
+        from .i2i.task import prepare_references
+
+        return prepare_references(exp, store, device, progress, splits)
     splits = splits if splits is not None else load_splits(exp.data)
     key = reference_key(exp, splits)
     names = ["original", "retrain"]

@@ -29,7 +29,7 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 from ray import tune  # noqa: E402
 
-from .config import Experiment
+from .config import SHOWN, Experiment
 from .errors import ConfigError
 from .objective import WORST_SCORE, targets
 from .references import References
@@ -145,7 +145,8 @@ class _ProgressCallback(tune.Callback):
         score = result.get("score")
         if isinstance(score, (int, float)) and status in ("ok", "stopped"):
             self.best = max(self.best, score)
-        shown = "  ".join(f"{k} {result[k]:.2f}" for k in ("score", "val_acc", "forget_acc", "mia") if isinstance(result.get(k), (int, float)))
+        keys = ("score", *SHOWN[self.exp.task][0])
+        shown = "  ".join(f"{k} {result[k]:.2f}" for k in keys if isinstance(result.get(k), (int, float)))
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(trial.config.items()))
         best = f"  best {self.best:.2f}" if math.isfinite(self.best) else ""
         width = len(str(self.total))

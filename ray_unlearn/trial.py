@@ -18,7 +18,8 @@ from torch import nn
 
 from .config import Experiment
 from .errors import MethodError
-from .methods import Context, UnlearnData, get_method
+from .methods import Context, UnlearnData
+from .registry import get_method
 from .methods.base import Memo, in_memory_memo
 from .metrics import evaluate, with_reference
 from .objective import WORST_SCORE, score
@@ -40,6 +41,7 @@ class TrialResult:
     message: str
     model: nn.Module | None
     hyperparameters: dict[str, Any]
+    figures: dict[str, bytes] = dataclasses.field(default_factory=dict)  # PNGs for the trial's MLflow run
 
 
 def run_trial(
@@ -54,6 +56,10 @@ def run_trial(
     budget_seconds: float | None = None,
 ) -> TrialResult:
     """Run the method a trial config names with its sampled hyperparameters (plus `fixed`)."""
+    if exp.task == "i2i":
+        from .i2i.task import run_i2i_trial
+
+        return run_i2i_trial(exp, refs, sampled, seed=seed, device=device, report=report, memo=memo, budget_seconds=budget_seconds)
     method_name, _ = exp.resolve(sampled)
     method = get_method(method_name)
     hp = exp.method_params(sampled)
@@ -132,7 +138,7 @@ def run_repeats(
             metrics[f"{k}_std"] = statistics.pstdev(r.metrics[k] for r in results)
     metrics["repeats"] = float(len(results))
     messages = "; ".join(sorted({r.message for r in results if r.message}))
-    return TrialResult(metrics, STATUS_OK, messages, results[0].model, results[0].hyperparameters)
+    return TrialResult(metrics, STATUS_OK, messages, results[0].model, results[0].hyperparameters, results[0].figures)
 
 
 def write_trial_files(folder: str, result: TrialResult, history: list[dict], info: Mapping[str, Any], save_model: bool) -> None:
@@ -151,6 +157,8 @@ def write_trial_files(folder: str, result: TrialResult, history: list[dict], inf
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(history)
+    for name, png in result.figures.items():
+        (out / name).write_bytes(png)
     if save_model and result.model is not None:
         torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, out / "model.pt")
 

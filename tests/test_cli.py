@@ -70,7 +70,7 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path):
 
 
 def test_methods_lists_every_method_with_ranges(tmp_path):
-    from ray_unlearn.methods import METHODS
+    from ray_unlearn.registry import METHODS
 
     out = run_cli("methods", cwd=tmp_path)
     assert out.returncode == 0

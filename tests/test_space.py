@@ -6,7 +6,7 @@ import optuna.distributions as od
 import pytest
 
 from ray_unlearn.hparams import default_space, describe, make_params, parse_search
-from ray_unlearn.methods import METHODS
+from ray_unlearn.registry import METHODS
 from ray_unlearn.space import SearchDim
 
 

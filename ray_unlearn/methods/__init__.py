@@ -1,4 +1,6 @@
-"""Unlearning methods, by name. Plain PyTorch: no ray, optuna or mlflow.
+"""Classification unlearning methods, by name. Plain PyTorch: no ray, optuna or mlflow.
+
+`ray_unlearn.registry` joins these and the image-to-image methods (ray_unlearn.i2i).
 
 Adding a method: one module with a `Method` subclass, one line below, one
 YAML in search_spaces/; tests/methods/test_contract.py then covers it.

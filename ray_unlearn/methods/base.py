@@ -95,6 +95,7 @@ class Method(abc.ABC):
     paper: ClassVar[str]
     Params: ClassVar[type]
     uses_retain: ClassVar[bool] = True
+    task: ClassVar[str] = "classification"  # or "i2i": which experiments the method serves
 
     @abc.abstractmethod
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: Any, ctx: Context) -> nn.Module:
