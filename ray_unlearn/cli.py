@@ -16,10 +16,10 @@ from .errors import UnlearnError
 
 EPILOG = {
     "main": """examples:
-  ray-unlearn tune search_spaces/digits_gradient_ascent.yaml      # a sweep on the embedded digits data
+  ray-unlearn tune search_spaces/digits_mixunlearn.yaml           # a sweep on the embedded digits data
   ray-unlearn prepare search_spaces/digits_amun.yaml              # train + cache the reference models
-  ray-unlearn run search_spaces/digits_amun.yaml --set fixed.lr=0.02
-  ray-unlearn best digits-gradient-ascent --top 5 --export best.yaml
+  ray-unlearn run search_spaces/digits_amun.yaml --set fixed.lr=0.02   # fixing a searched value
+  ray-unlearn best digits-mixunlearn --top 5 --export best.yaml
   ray-unlearn methods amun
   ray-unlearn ui
 """,
@@ -32,22 +32,22 @@ defaults; `search:` is ignored), no Ray. Prints metrics and logs one MLflow run.
 
 examples:
   ray-unlearn run search_spaces/digits_amun.yaml
-  ray-unlearn run search_spaces/digits_amun.yaml --set fixed.lr=0.05 --set fixed.epochs=3
+  ray-unlearn run search_spaces/digits_salun.yaml --set search.lr.start=0.05
   ray-unlearn run best.yaml                        # a config written by `best --export`
 """,
     "tune": """The sweep: Ray Tune schedules trials, Optuna samples `search:`, MLflow records.
 
 examples:
-  ray-unlearn tune search_spaces/digits_gradient_ascent.yaml
-  ray-unlearn tune search_spaces/digits_amun.yaml --num-samples 32 --set tune.max_concurrent=2
+  ray-unlearn tune search_spaces/digits_mixunlearn.yaml
+  ray-unlearn tune search_spaces/mnist1d_amun.yaml --num-samples 32 --set tune.repeats=3
   ray-unlearn tune cifar.yaml --address auto --storage s3://bucket/sweeps --tracking-uri http://mlflow:5000
   ray-unlearn tune search_spaces/digits_amun.yaml --resume            # after an interruption
 """,
     "best": """Rank finished trials of an MLflow experiment (name, or a config file naming it).
 
 examples:
-  ray-unlearn best digits-gradient-ascent
-  ray-unlearn best search_spaces/digits_amun.yaml --top 5 --metric avg_gap
+  ray-unlearn best digits-mixunlearn
+  ray-unlearn best search_spaces/digits_amun.yaml --top 5 --metric avg_gap --method amun
   ray-unlearn best digits-amun --export best.yaml && ray-unlearn run best.yaml
 """,
     "methods": """examples:
@@ -58,7 +58,7 @@ examples:
 
 examples:
   ray-unlearn ui
-  ray-unlearn ui search_spaces/digits_amun.yaml --port 5001
+  ray-unlearn ui search_spaces/digits_mixunlearn.yaml --port 5001   # opens on its newest sweep
 """,
 }
 

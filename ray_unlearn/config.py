@@ -375,7 +375,21 @@ def apply_overrides(raw: Any, overrides: Sequence[str], source: str = "<config>"
                 raise ConfigError(".".join(parts[: depth + 1]), f"is {child!r}, not a mapping, so {key} cannot be set", source=where)
             node = child
         node[parts[-1]] = value
+        _unsearch(raw, parts)
     return raw
+
+
+def _unsearch(raw: dict, parts: list[str]) -> None:
+    """`--set fixed.lr=0.1` on a searched `lr` fixes it: the override is the user's explicit intent."""
+    if len(parts) < 2 or parts[0] != "fixed":
+        return
+    search = raw.get("search")
+    for key in (parts[1:],):  # fixed.lr (one method) or fixed.<method>.lr (several)
+        node = search
+        for part in key[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(key[-1], None)
 
 
 def parse_experiment(raw: Any, source: str = "<config>") -> Experiment:

@@ -4,6 +4,18 @@ Reference training, every method and every metric go through these few
 functions, so speed work (device-resident batches, bf16 autocast and
 channels_last on CUDA) happens in one place. Batches are index slices of
 tensors already on the device: no DataLoader, no worker processes.
+
+The fast path on CUDA (DESIGN.md "Scale"):
+- the whole set lives on the device (`place_data`); `batches` shuffles and
+  augments there, with random numbers drawn on the device from a generator
+  seeded by the caller's CPU generator, so no step waits on the host;
+- a set too large for the device stays in pinned host memory (`place_data`
+  falls back to `pin_memory`) and `batches(..., device=cuda)` copies each
+  batch with non_blocking=True, augmenting it on the device;
+- `place_model` puts conv nets in channels_last, `autocast` runs bf16, and
+  `train_epoch` keeps the running loss on the device (one sync per epoch).
+On CPU these are no-ops and results are bit-for-bit what they were before
+the fast path existed (same random draws, same values).
 """
 
 from __future__ import annotations
@@ -47,19 +59,74 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def place_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to device; channels_last for conv nets on CUDA (faster tensor-core convs)."""
+def place_model(model: nn.Module, device: torch.device, *, channels_last: bool | None = None) -> nn.Module:
+    """Move to device; channels_last for conv nets on CUDA (faster tensor-core convs).
+
+    `channels_last`: None (default) = only on CUDA; True/False forces it (e.g.
+    tests of the CUDA code path on CPU, or benchmarks without the fast path).
+    On CUDA this also turns on cuDNN autotuning (batch shapes repeat).
+    """
+    device = torch.device(device)
     model = model.to(device)
-    if device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; a no-op on CPU (CPU bf16 is slower for these small nets)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(
+    device: torch.device, enabled: bool | None = None, dtype: torch.dtype = torch.bfloat16
+) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; a no-op on CPU (CPU bf16 is slower for these small nets).
+
+    `enabled`: None (default) = only on CUDA; True forces autocast on any device
+    (on CPU: torch's CPU autocast), False turns it off.
+    """
+    device = torch.device(device)
+    if enabled is None:
+        enabled = device.type == "cuda"
+    if enabled:
+        return torch.autocast(device.type, dtype=dtype)
     return contextlib.nullcontext()
+
+
+def pin_memory(data: TensorSet) -> TensorSet:
+    """`data` in page-locked host memory, so batch copies to CUDA can be non_blocking.
+
+    Returns `data` itself where pinning is impossible or pointless: no CUDA
+    (pinning needs the driver), data not on the CPU, or already pinned.
+    """
+    if data.x.device.type != "cpu" or not torch.cuda.is_available():
+        return data
+    if data.x.is_pinned() and data.y.is_pinned():
+        return data
+    return TensorSet(data.x.pin_memory(), data.y.pin_memory())
+
+
+def place_data(data: TensorSet, device: torch.device, *, max_fraction: float = 0.5) -> TensorSet:
+    """Where batches for `device` should come from.
+
+    On `device` when the set fits in `max_fraction` of the free device memory
+    (CIFAR-10 as float32 is 600 MB), else pinned host memory: pass the result
+    to `batches(..., device=device)`, which then copies batch by batch with
+    non_blocking=True. On CPU: `data.to(device)`.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return data.to(device)
+    if data.x.device.type == "cuda":
+        return data.to(device)
+    nbytes = sum(t.numel() * t.element_size() for t in (data.x, data.y))
+    free, _ = torch.cuda.mem_get_info(device)
+    if nbytes <= max_fraction * free:
+        return data.to(device)
+    logger.info("dataset of %.0f MB kept in pinned host memory (%.0f MB free on %s)", nbytes / 2**20, free / 2**20, device)
+    return pin_memory(data.to("cpu"))
 
 
 def make_optimizer(params: Iterator[nn.Parameter] | list, spec: OptimSpec) -> torch.optim.Optimizer:
@@ -83,6 +150,40 @@ def make_scheduler(optimizer: torch.optim.Optimizer, spec: OptimSpec, epochs: in
     raise ValueError(f"unknown schedule {spec.schedule!r}; allowed: none, cosine, step")
 
 
+AUGMENTATIONS = ("none", "crop_flip")
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device()
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+
+
+def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator that draws on `device`: `generator` itself when it already
+    lives there (always the case on CPU, so CPU draws are unchanged), else a
+    new one seeded from one draw of `generator` (deterministic for a seeded
+    `generator`; no host<->device copy of random numbers per batch). None stays
+    None (the device's default generator)."""
+    device = torch.device(device)
+    if generator is None or _same_device(generator.device, device):
+        return generator
+    seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _host_rows(t: torch.Tensor, rows: torch.Tensor | slice, pin: bool) -> torch.Tensor:
+    """`t[rows]` for a host tensor, gathered straight into pinned memory when `pin`
+    (a slice of a pinned tensor is already pinned: a view, no copy)."""
+    if not pin or isinstance(rows, slice):
+        return t[rows]
+    out = torch.empty((len(rows), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+    return torch.index_select(t, 0, rows, out=out)
+
+
 def batches(
     data: TensorSet,
     batch_size: int,
@@ -92,46 +193,102 @@ def batches(
     drop_last: bool = False,
     augment: str = "none",
     augment_mask: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    pin: bool = True,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches as slices of device-resident tensors, optionally augmented on the device.
 
     `augment_mask` (bool per sample) limits augmentation to some rows, e.g.
     AMUN augments real samples but never its adversarial examples.
+
+    `device`: where batches are wanted; default the data's own device (the
+    device-resident path: shuffle, slicing and augmentation all happen there).
+    With host data and `device` CUDA (a set too large for the device, see
+    `place_data`), each batch is gathered on the host into pinned memory
+    (`pin`), copied with non_blocking=True and augmented on the device.
+
+    On a CUDA device nothing here waits for the GPU: the permutation and the
+    augmentation's random numbers are drawn on the device (`device_generator`),
+    and masked augmentation uses a select instead of boolean indexing. On CPU
+    the draws and results are the same as they always were.
     """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r}; allowed: {', '.join(AUGMENTATIONS)}")
     n = len(data)
+    src = data.x.device
+    dst = torch.device(device) if device is not None else src
+    # staged: batches are gathered where the data lives (the host) and copied to dst
+    staged = not _same_device(src, dst) or (device is not None and src.type == "cpu")
+    pin_now = staged and pin and src.type == "cpu" and dst.type == "cuda" and torch.cuda.is_available()
+    src_gen = device_generator(generator, src)  # the caller's own generator on CPU
     if shuffle:
-        order = torch.randperm(n, generator=generator).to(data.x.device)
+        order = torch.randperm(n, generator=src_gen, device=src)
     else:
-        order = torch.arange(n, device=data.x.device)
+        order = torch.arange(n, device=src)
+    aug_gen = None
+    if augment != "none":
+        aug_gen = src_gen if _same_device(src, dst) else device_generator(generator, dst)
+    mask = augment_mask.to(src) if augment != "none" and augment_mask is not None else None
+    # a pinned source is copied from directly when batches are contiguous rows
+    slices = pin_now and not shuffle and data.x.is_pinned() and data.y.is_pinned()
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
-        x = data.x[idx]
+        idx = slice(start, min(start + batch_size, n)) if slices else order[start : start + batch_size]
+        if staged:
+            x = _host_rows(data.x, idx, pin_now).to(dst, non_blocking=pin_now)
+            y = _host_rows(data.y, idx, pin_now).to(dst, non_blocking=pin_now)
+            rows = None if mask is None else _host_rows(mask, idx, pin_now).to(dst, non_blocking=pin_now)
+        else:
+            x, y = data.x[idx], data.y[idx]
+            rows = None if mask is None else mask[idx]
         if augment != "none":
-            if augment_mask is None:
-                x = augment_batch(x, augment, generator)
-            else:
-                rows = augment_mask[idx]
-                x = x.clone()
-                x[rows] = augment_batch(x[rows], augment, generator)
-        yield x, data.y[idx]
+            x = _augment_rows(x, augment, aug_gen, rows)
+        yield x, y
+
+
+def _augment_rows(
+    x: torch.Tensor, kind: str, generator: torch.Generator | None, rows: torch.Tensor | None, select: bool | None = None
+) -> torch.Tensor:
+    """Augment the rows of `x` where `rows` is True (all rows when None).
+
+    `select`: augment every row and keep the chosen ones with `torch.where`
+    (no boolean indexing, which syncs to count the rows on an accelerator);
+    None = on any device but the CPU. The CPU keeps drawing random numbers for
+    the chosen rows only, so its results stay those of every earlier run.
+    """
+    if rows is None:
+        return augment_batch(x, kind, generator)
+    if select is None:
+        select = x.device.type != "cpu"
+    if select:
+        keep = rows.view(-1, *([1] * (x.dim() - 1)))
+        return torch.where(keep, augment_batch(x, kind, generator), x)
+    x = x.clone()
+    x[rows] = augment_batch(x[rows], kind, generator)
+    return x
 
 
 def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None) -> torch.Tensor:
-    """Random crop (pad 4, zero fill) + horizontal flip, done on x's device."""
+    """Random crop (pad 4, zero fill) + horizontal flip, done on x's device.
+
+    Random numbers are drawn on x's device (see `device_generator`); the crop
+    and flip are a single gather from the padded batch. Returns a new
+    contiguous (N, C, H, W) tensor; `x` is not modified.
+    """
     if kind != "crop_flip":
         raise ValueError(f"unknown augmentation {kind!r}; allowed: none, crop_flip")
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     pad = 4
-    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(x.device)
-    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    generator = device_generator(generator, x.device)
+    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=x.device)
+    flips = torch.rand(n, generator=generator, device=x.device) < 0.5
     padded = F.pad(x, (pad, pad, pad, pad))
-    rows = (torch.arange(h, device=x.device)[None, :] + shifts[0][:, None])  # (n, h)
-    cols = (torch.arange(w, device=x.device)[None, :] + shifts[1][:, None])  # (n, w)
+    width = w + 2 * pad
+    rows = torch.arange(h, device=x.device)[None, :] + shifts[0][:, None]  # (n, h) rows of the padded image
+    cols = torch.arange(w, device=x.device)[None, :] + shifts[1][:, None]  # (n, w)
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
-    return out.permute(0, 3, 1, 2).contiguous()
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+    return padded.reshape(n, c, (h + 2 * pad) * width).gather(2, index).view(n, c, h, w)
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -147,17 +304,21 @@ def train_epoch(
     grad_clip: float | None = None,
     after_step: Callable[[], None] | None = None,
     before_step: Callable[[], None] | None = None,
+    amp: bool | None = None,
 ) -> float:
     """One pass: forward under autocast, backward, optional clip/gradient hook, step.
 
     Returns the mean loss; raises FloatingPointError on a non-finite loss so the
-    caller can stop a diverged run instead of training on NaNs.
+    caller can stop a diverged run instead of training on NaNs. The running
+    loss stays on the device: the only host<->device sync is the final mean
+    (hooks and loss functions should not add per-step ones). `amp`: autocast
+    override (None = bf16 on CUDA only, see `autocast`).
     """
     model.train()
     device = next(model.parameters()).device
     total, count = torch.zeros((), device=device), 0
     for x, y in batch_iter:
-        with autocast(device):
+        with autocast(device, amp):
             loss = loss_fn(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -196,3 +196,9 @@ def test_a_single_method_command_refuses_a_multi_method_file():
 def test_start_must_lie_in_its_range():
     with pytest.raises(ConfigError, match=r"search.lr.start: 0.5 is outside the searched range"):
         parse_experiment(digits_config(method="amun", search={"lr": {"float": [1e-3, 0.1], "start": 0.5}}))
+
+
+def test_set_fixed_on_a_searched_hyperparameter_fixes_it(tmp_path):
+    path = write(tmp_path, digits_config(method="amun", search={"lr": {"float": [1e-3, 0.1]}, "epochs": {"int": [2, 5]}}))
+    exp = load_experiment(path, ["fixed.lr=0.05"])
+    assert exp.fixed == {"lr": 0.05} and set(exp.search) == {"epochs"}
