@@ -279,6 +279,8 @@ class SweepTracker(Tracker):
                status: str = "FINISHED") -> None:
         """Tag the best child, copy its score to the parent, attach the ranked table, close the parent."""
         assert self.parent_id is not None
+        # a resumed sweep's child runs were written by the tracker Tune restored with its callbacks, not by this one
+        self.children.update(self._existing_children())
         for run in self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}' and tags.{BEST} = 'true'"
         ):

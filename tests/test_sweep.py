@@ -90,7 +90,7 @@ def test_parent_holds_config_search_space_and_ranked_table(sweep):
 def test_tune_prints_a_ranked_table_and_how_to_look_at_it(sweep):
     out = sweep["stdout"]
     assert "best trials of" in out and "rank" in out
-    assert "ray-unlearn ui" in out and "ray-unlearn best" in out
+    assert "runs table:" in out and "ray-unlearn best" in out
     assert f"[{N_TRIALS}/{N_TRIALS}]" in sweep["stderr"], "one progress line per finished trial"
 
 
