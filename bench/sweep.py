@@ -35,12 +35,12 @@ from ray_unlearn.progress import table  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "search_spaces" / "digits_amun.yaml"
 OVERRIDES = ["fixed={steps: 20, epsilon: 0.1}", "search={lr: {float: [1.0e-3, 0.1], log: true}, "
-             "epochs: {int: [3, 8]}, decay_step: {choice: [1, 5, 10]}}"]
+             "epochs: {int: [10, 30]}, decay_step: {choice: [1, 5, 10]}}"]
 
 
 def trial_configs(n: int, seed: int = 0) -> list[dict]:
     rng = np.random.RandomState(seed)
-    return [{"lr": float(np.exp(rng.uniform(np.log(1e-3), np.log(0.1)))), "epochs": int(rng.randint(3, 9)),
+    return [{"lr": float(np.exp(rng.uniform(np.log(1e-3), np.log(0.1)))), "epochs": int(rng.randint(10, 31)),
              "decay_step": int(rng.choice([1, 5, 10]))} for _ in range(n)]
 
 
@@ -95,7 +95,7 @@ def sequential(configs: list[dict], cache_dir: str) -> tuple[float, float]:
     compute = []
 
     def objective(trial) -> float:
-        config = {"lr": trial.suggest_float("lr", 1e-3, 0.1, log=True), "epochs": trial.suggest_int("epochs", 3, 8),
+        config = {"lr": trial.suggest_float("lr", 1e-3, 0.1, log=True), "epochs": trial.suggest_int("epochs", 10, 30),
                   "decay_step": trial.suggest_categorical("decay_step", [1, 5, 10])}
         compute.append(_run_one(config))
         return 0.0

@@ -146,6 +146,9 @@ class TuneConfig:
     seed: int = option(0, ge=0, help="seed of the sampler and of every trial's method")
     max_failures: int = option(0, ge=0, help="retries of a trial that raised")
     repeats: int = option(1, ge=1, help="seeds per configuration (tune.seed, +1, ...); trials report the mean and spread")
+    report_seconds: float = option(
+        1.0, ge=0.0, help="least time between a trial's per-epoch reports (each costs an evaluation); 0: every epoch; ASHA: every epoch"
+    )
     resources: ResourcesConfig = dataclasses.field(default_factory=ResourcesConfig)
 
 

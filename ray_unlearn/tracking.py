@@ -17,10 +17,14 @@ import json
 import logging
 import math
 import os
+import queue
+import shutil
 import subprocess
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote
 
 from .errors import TrackingError
@@ -157,8 +161,61 @@ class Tracker:
         return f"{server_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
 
 
+class BackgroundWriter:
+    """One thread that performs MLflow writes in order, retrying each with backoff.
+
+    Trial events arrive in Ray Tune's driver loop, which schedules the next trial only
+    after its callbacks return: queued, an MLflow round trip no longer delays scheduling.
+    A tracking server that goes away is retried (0.5 s, 1 s, 2 s, ... up to `patience`
+    seconds per write); meanwhile later writes wait in the queue, so nothing is lost or
+    reordered. A write still failing after that is logged and dropped.
+    """
+
+    def __init__(self, patience: float = 600.0):
+        self.patience = patience
+        self.queue: queue.Queue = queue.Queue()
+        self.failures: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="mlflow-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> None:
+        self.queue.put((fn, args, kwargs))
+
+    def drain(self) -> None:
+        self.queue.join()
+
+    def _run(self) -> None:
+        while True:
+            fn, args, kwargs = self.queue.get()
+            try:
+                self._attempt(fn, args, kwargs)
+            finally:
+                self.queue.task_done()
+
+    def _attempt(self, fn: Callable, args: tuple, kwargs: dict) -> None:
+        waited, delay = 0.0, 0.5
+        while True:
+            try:
+                fn(*args, **kwargs)
+                return
+            except Exception as err:  # noqa: BLE001 - a server or network error: wait and retry
+                if waited >= self.patience:
+                    message = f"{getattr(fn, '__name__', fn)}: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                    self.failures.append(message)
+                    logger.error("MLflow write dropped after %.0f s of retries: %s", waited, message)
+                    return
+                logger.warning("MLflow write failed (%s); retrying in %.1f s", type(err).__name__, delay)
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 30.0)
+
+
 class SweepTracker(Tracker):
-    """Parent run per sweep, child run per trial; idempotent per trial id (resume never duplicates)."""
+    """Parent run per sweep, child run per trial; idempotent per trial id (resume never duplicates).
+
+    Trial events (start, epochs, files, end) are written by a BackgroundWriter; `finish`
+    waits for it before ranking.
+    """
 
     def __init__(self, uri: str | None, experiment: str, parent_id: str | None = None):
         super().__init__(uri, experiment)
@@ -167,12 +224,28 @@ class SweepTracker(Tracker):
         self.steps: dict[str, int] = {}
         self.pending: dict[str, list] = {}
         self.flushed: dict[str, float] = {}
+        self._writer: BackgroundWriter | None = None
+
+    @property
+    def writer(self) -> BackgroundWriter:
+        if self._writer is None:
+            self._writer = BackgroundWriter()
+        return self._writer
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_writer"] = None  # a thread does not pickle; a restored tracker starts its own
+        return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.children = {}  # re-read from MLflow: the pickled map is as old as the sweep's start
         if self.parent_id:
             self.children.update(self._existing_children())
+
+    def drain(self) -> None:
+        if self._writer is not None:
+            self._writer.drain()
 
     def start_sweep(self, name: str, *, tags: Mapping[str, Any], params: Mapping[str, Any],
                     metrics: Mapping[str, float], files: Mapping[str, str]) -> str:
@@ -211,6 +284,7 @@ class SweepTracker(Tracker):
         experiment snapshot are forgotten by `--resume` (and re-sampled), while their MLflow runs
         were already written (RUNNING, or FINISHED). They are soft-deleted (restorable in MLflow).
         """
+        self.drain()
         dropped = []
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
         for run in runs:
@@ -227,7 +301,27 @@ class SweepTracker(Tracker):
         )
         return {r.data.tags[TRIAL_ID]: r.info.run_id for r in runs if TRIAL_ID in r.data.tags}
 
-    def start_trial(self, trial_id: str, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
+    def start_trial(self, trial_id: str, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
+        self.writer.submit(self._start_trial, trial_id, name, params=dict(params), tags=dict(tags))
+
+    def log_epoch(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> None:
+        self.writer.submit(self._log_epoch, trial_id, step, dict(metrics))
+
+    def log_files(self, trial_id: str, folder: str, artifact_path: str) -> None:
+        """Copies `folder` now (it may be a temporary download) and uploads it in the background."""
+        copy = tempfile.mkdtemp(prefix="ray-unlearn-trial-")
+        shutil.copytree(folder, copy, dirs_exist_ok=True)
+
+        def upload() -> None:
+            self._log_files(trial_id, copy, artifact_path)
+            shutil.rmtree(copy, ignore_errors=True)
+
+        self.writer.submit(upload)
+
+    def end_trial(self, trial_id: str, **kwargs: Any) -> None:
+        self.writer.submit(self._end_trial, trial_id, **kwargs)
+
+    def _start_trial(self, trial_id: str, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
         if trial_id in self.children:  # resumed or retried: keep logging into the same child run
             self.log(self.children[trial_id], tags={STATUS: "running"})
             return self.children[trial_id]
@@ -241,30 +335,32 @@ class SweepTracker(Tracker):
     FLUSH_SECONDS = 5.0
     MAX_BATCH = 900  # MLflow's log_batch takes up to 1000 metrics
 
-    def log_epoch(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> None:
+    def _log_epoch(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> None:
         run_id = self.children.get(trial_id)
         if run_id is None:
             return
         self.steps[trial_id] = max(step, self.steps.get(trial_id, 0))
         pending = self.pending.setdefault(trial_id, [])
-        pending.extend(_metrics_batch(metrics, step))
+        pending.extend(_metrics_batch(metrics, step))  # buffering cannot fail: a retry never doubles a point
         if time.monotonic() - self.flushed.get(trial_id, 0.0) > self.FLUSH_SECONDS or len(pending) > self.MAX_BATCH:
-            self.flush(trial_id)
+            self.writer._attempt(self.flush, (trial_id,), {})
 
     def flush(self, trial_id: str) -> None:
-        pending = self.pending.pop(trial_id, [])
+        """Write a trial's buffered points; they leave the buffer only once written."""
+        pending = self.pending.get(trial_id, [])
         run_id = self.children.get(trial_id)
-        for start in range(0, len(pending), self.MAX_BATCH):
-            self.client.log_batch(run_id, metrics=pending[start : start + self.MAX_BATCH])
+        while pending:
+            self.client.log_batch(run_id, metrics=pending[: self.MAX_BATCH])
+            del pending[: self.MAX_BATCH]
         self.flushed[trial_id] = time.monotonic()
 
-    def log_files(self, trial_id: str, folder: str, artifact_path: str) -> None:
+    def _log_files(self, trial_id: str, folder: str, artifact_path: str) -> None:
         run_id = self.children.get(trial_id)
         if run_id is not None:
             self.client.log_artifacts(run_id, folder, artifact_path)
 
-    def end_trial(self, trial_id: str, *, metrics: Mapping[str, Any], status: str, message: str = "",
-                  failed: bool = False, tags: Mapping[str, Any] | None = None) -> None:
+    def _end_trial(self, trial_id: str, *, metrics: Mapping[str, Any], status: str, message: str = "",
+                   failed: bool = False, tags: Mapping[str, Any] | None = None) -> None:
         run_id = self.children.get(trial_id)
         if run_id is None:
             return
@@ -279,6 +375,7 @@ class SweepTracker(Tracker):
                status: str = "FINISHED") -> None:
         """Tag the best child, copy its score to the parent, attach the ranked table, close the parent."""
         assert self.parent_id is not None
+        self.drain()
         # a resumed sweep's child runs were written by the tracker Tune restored with its callbacks, not by this one
         self.children.update(self._existing_children())
         for run in self.client.search_runs(

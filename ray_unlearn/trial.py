@@ -80,10 +80,7 @@ def run_trial(
         m["score"] = score(m, exp.objective)
         return m
 
-    def on_epoch(epoch: int, model: nn.Module, logs: dict) -> None:
-        if report is not None:
-            report({**scored(model, with_test=False), **logs, "epoch": epoch, "seconds": time.perf_counter() - started})
-
+    on_epoch = epoch_reporter(exp, report, scored, started)
     ctx = Context(device=device, seed=seed, on_epoch=on_epoch, budget_seconds=budget_seconds, memo=memo or in_memory_memo())
     status, message = STATUS_OK, ""
     try:
@@ -161,6 +158,25 @@ def write_trial_files(folder: str, result: TrialResult, history: list[dict], inf
         (out / name).write_bytes(png)
     if save_model and result.model is not None:
         torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, out / "model.pt")
+
+
+def epoch_reporter(exp: Experiment, report: Report | None, scored: Callable[[nn.Module, bool], dict], started: float) -> Callable:
+    """The methods' per-epoch hook: evaluate and report, at most every `tune.report_seconds`.
+
+    Each report costs an evaluation (accuracies, an MIA fit), which on digits costs more than
+    an epoch; ASHA needs every epoch, so it gets every epoch.
+    """
+    min_seconds = 0.0 if exp.tune.scheduler == "asha" else exp.tune.report_seconds
+    last = [-math.inf]
+
+    def on_epoch(epoch: int, model: nn.Module, logs: dict) -> None:
+        now = time.perf_counter()
+        if report is None or now - last[0] < min_seconds:
+            return
+        last[0] = now
+        report({**scored(model, False), **logs, "epoch": epoch, "seconds": now - started})
+
+    return on_epoch
 
 
 def _failed(status: str, message: str, hp: Any) -> TrialResult:

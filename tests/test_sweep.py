@@ -26,7 +26,7 @@ def sweep(tmp_path_factory, mlflow_server, cache_dir):
         fixed={"batch_size": 128},
         search={"lr": {"float": [1e-4, 3e-3], "log": True}, "epochs": {"int": [2, 20]}},
         objective={"retained": "val_acc", "mia_weight": 1.0, "forget_weight": 1.0},
-        tune={"num_samples": N_TRIALS, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0}},
+        tune={"num_samples": N_TRIALS, "max_concurrent": 2, "resources": {"cpu": 1, "gpu": 0}, "report_seconds": 0},
     )
     path = work / "exp.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -117,7 +117,7 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
     """One I2I trial: the method on I2IData, metrics against the retrain model, a reconstruction grid."""
     from ..registry import get_method
     from ..objective import WORST_SCORE, score
-    from ..trial import STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialResult
+    from ..trial import STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialResult, epoch_reporter
 
     method_name, _ = exp.resolve(sampled)
     method = get_method(method_name)
@@ -135,11 +135,7 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
         m["score"] = score(m, exp.objective)
         return m
 
-    def on_epoch(epoch: int, model: nn.Module, logs: dict) -> None:
-        if report is not None:
-            report({**scored(model, with_test=False), **logs, "epoch": epoch, "seconds": time.perf_counter() - started})
-
-    ctx = Context(device=device, seed=seed, on_epoch=on_epoch, budget_seconds=budget_seconds, memo=memo or in_memory_memo())
+    ctx = Context(device=device, seed=seed, on_epoch=epoch_reporter(exp, report, scored, started), budget_seconds=budget_seconds, memo=memo or in_memory_memo())
     try:
         model = method.run(original, data, hp, ctx)
     except FloatingPointError as err:
