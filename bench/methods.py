@@ -14,6 +14,7 @@ point of the method's search_spaces/ YAML (found by sweeping with this tool).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -23,7 +24,7 @@ import torch
 
 from ray_unlearn.cache import Store, default_cache_dir
 from ray_unlearn.config import load_experiment
-from ray_unlearn.methods import METHODS
+from ray_unlearn.methods import METHODS  # the classification methods
 from ray_unlearn.progress import table
 from ray_unlearn.references import prepare
 from ray_unlearn.trial import run_trial
@@ -37,18 +38,16 @@ SALUN_CIFAR10 = [  # METHODS.md §7: SalUn, CIFAR-10, ResNet-18, random 10 % (UA
 COLUMNS = ["ua", "retain_acc", "test_acc", "test_mia", "test_avg_gap"]
 
 
-def base_config(setting: str, method: str) -> Path:
-    own = SPACES / f"{setting}_{method}.yaml"
-    if own.exists() and (setting != "digits" or "class" in own.read_text()):
-        return own
-    return SPACES / ("digits_finetune.yaml" if setting == "digits" else "mnist1d_finetune.yaml")
-
-
 def experiment(setting: str, method: str, seed: int):
-    path = base_config(setting, method)
-    exp = load_experiment(path, [f"method={method}", "fixed={}", "search={}", f"data.seed={seed}", f"train.seed={seed}"]
-                          if path.stem != f"{setting}_{method}" else [f"data.seed={seed}", f"train.seed={seed}"])
-    return exp
+    """The method's own YAML for the setting; digits class-wise falls back to another method's data/recipe."""
+    seeds = [f"data.seed={seed}", f"train.seed={seed}"]
+    own = SPACES / f"{setting}_{method}.yaml"
+    if own.exists():
+        exp = load_experiment(own, seeds)
+        if setting != "digits" or exp.data.forget.kind == "class":
+            return exp
+    other = SPACES / ("digits_finetune.yaml" if setting == "digits" else "mnist1d_finetune.yaml")
+    return load_experiment(other, [f"method={method}", "fixed={}", "search={}", *seeds])
 
 
 def run(setting: str, methods: list[str], seeds: list[int], store: Store, hp_sources: list[str]) -> list[dict]:
@@ -65,7 +64,7 @@ def run(setting: str, methods: list[str], seeds: list[int], store: Store, hp_sou
                 sampled = exp.start_point() if source == "start" else {}
                 if source == "start" and not sampled:
                     continue
-                fixed_exp = exp if source == "start" else exp.replace(fixed={})
+                fixed_exp = exp if source == "start" else exp.replace(methods=(dataclasses.replace(exp.single, fixed={}),))
                 result = run_trial(fixed_exp, refs, sampled, seed=seed, device=torch.device("cpu"), memo=store.memo(refs.key))
                 m = dict(result.metrics)
                 m["time"] = m.get("seconds", float("nan")) / refs.retrain_metrics["seconds"]

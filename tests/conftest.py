@@ -160,3 +160,13 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
     return subprocess.run(
         [sys.executable, "-m", "ray_unlearn.cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+QUALITY_TABLES: list[str] = []  # filled by tests/methods/test_quality.py, printed after the run
+
+
+def pytest_terminal_summary(terminalreporter):
+    for text in QUALITY_TABLES:
+        terminalreporter.write_line("")
+        for line in text.splitlines():
+            terminalreporter.write_line(line)

@@ -22,6 +22,9 @@ from .base import Context, Method, SGDParams, UnlearnData
 from .saliency import SaliencyMask
 
 
+ATTACK_VERSION = 2  # bump when the attack changes what a memoised adversarial set holds
+
+
 @dataclasses.dataclass(frozen=True)
 class AmunParams(SGDParams):
     epsilon: float = hp(0.04, gt=0.0, low=0.005, high=0.5, log=True, help="initial L2 PGD radius eps0 in pixel space")
@@ -35,7 +38,7 @@ class AmunParams(SGDParams):
 
 def adversarial_set(model: nn.Module, data: UnlearnData, hp: AmunParams, ctx: Context) -> AdversarialSet:
     """Step A on the (unmodified) original weights, through the context's memo."""
-    key = {"epsilon": hp.epsilon, "steps": hp.steps, "max_doublings": hp.max_doublings}
+    key = {"epsilon": hp.epsilon, "steps": hp.steps, "max_doublings": hp.max_doublings, "attack": ATTACK_VERSION}
 
     def compute() -> dict[str, torch.Tensor]:
         adv = pgd_l2_nearest(

@@ -7,6 +7,7 @@ model misclassifies, labelled with the wrong class the model predicts.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -69,18 +70,26 @@ def pgd_l2_nearest(
     return AdversarialSet(**out)
 
 
+# Without a declared input range nothing bounds a perturbation: a sample the model keeps classifying
+# correctly would be pushed to radii of 1e5 and more, and training on such points diverges. There the
+# radius may grow at most to this multiple of the sample's own norm (project choice; images clip instead).
+MAX_RELATIVE_EPSILON = 1.0
+
+
 def _attack_chunk(model, x, y, eps0, steps, max_doublings, input_range) -> dict[str, torch.Tensor]:
     n = len(x)
     pred0 = predict_logits(model, x).argmax(1)
     done = pred0 != y  # already misclassified: x_adv = x, y_adv = prediction
+    limit = x.flatten(1).norm(dim=1) * MAX_RELATIVE_EPSILON if input_range is None else torch.full((n,), math.inf, device=x.device)
     x_adv = x.clone()
     y_adv = pred0.clone()
     eps = torch.full((n,), float(eps0), device=x.device)
     cur = x.clone()
     shape = (-1,) + (1,) * (x.dim() - 1)
+    alive = ~done  # still searching: not yet misclassified and within the radius limit
     for _round in range(max_doublings + 1):
         for _step in range(steps):
-            active = torch.nonzero(~done).flatten()
+            active = torch.nonzero(alive & ~done).flatten()
             if len(active) == 0:
                 break
             xa = cur[active].detach().requires_grad_(True)
@@ -101,9 +110,11 @@ def _attack_chunk(model, x, y, eps0, steps, max_doublings, input_range) -> dict[
             x_adv[hit] = xa[flipped]
             y_adv[hit] = p[flipped]
             done[hit] = True
-        if bool(done.all()) or _round == max_doublings:
+        grow = alive & ~done & (eps * 2 <= limit)
+        if not bool(grow.any()) or _round == max_doublings:
             break
-        eps = torch.where(done, eps, eps * 2)  # still-correct samples continue from cur with 2 eps
+        alive = grow
+        eps = torch.where(grow, eps * 2, eps)  # still-correct samples continue from cur with 2 eps
     distance = (x_adv - x).flatten(1).norm(dim=1)
     return {
         "x_adv": x_adv,

@@ -88,3 +88,20 @@ def test_amun_moves_forget_confidence_from_the_original_toward_retrain(digits_ra
     assert abs(after - conf["retrain"]) < abs(conf["original"] - conf["retrain"])
     acc = 100 * float((predict_logits(model, forget.x).argmax(1) == forget.y).float().mean())
     assert acc <= refs.original_metrics["forget_acc"] and math.isfinite(acc)
+
+
+def test_without_an_input_range_the_radius_stays_within_the_sample_norm():
+    """MNIST-1D declares no range: nothing clips, so the doubling stops at ||x|| (a sample the model
+    cannot flip there is left out of D_A rather than pushed to a radius of 1e5)."""
+    from ray_unlearn.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn1d", (1, 40), 10).eval()
+    x = torch.randn(64, 1, 40)
+    y = predict_logits(model, x).argmax(1)  # every sample starts correctly classified
+    a = pgd_l2_nearest(model, x, y, epsilon=0.05, steps=10, input_range=None)
+    norms = x.flatten(1).norm(dim=1)
+    assert bool((a.epsilon <= norms + 1e-5).all())
+    assert bool((a.distance <= norms + 1e-4).all())
+    assert bool(a.found.any())
+    assert torch.equal(a.training_set().y, a.y_adv[a.found])
