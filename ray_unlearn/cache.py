@@ -14,7 +14,10 @@ import io
 import json
 import logging
 import os
+import pickle
+import re
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,6 +29,17 @@ from .errors import CacheError
 logger = logging.getLogger(__name__)
 
 META = "meta.json"
+_HOST = re.sub(r"[^A-Za-z0-9_.]+", "_", socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def default_cache_dir() -> Path:
@@ -64,9 +78,19 @@ class Store:
             raise CacheError(f"cache directory {self.root} is not writable: {err.strerror or err}") from None
 
     def put(self, key: str, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> Path:
-        """Write an entry atomically. If another process won the race, keep theirs."""
+        """Write an entry atomically. If another process won the race, keep theirs.
+
+        A full disk or a vanished directory is a CacheError naming the entry, not a traceback.
+        """
+        try:
+            return self._put(key, tensors, meta)
+        except OSError as err:
+            raise CacheError(f"cannot write cache entry {self.entry(key)}: {err.strerror or err}") from None
+
+    def _put(self, key: str, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{key}-{uuid.uuid4().hex}"
+        self.remove_abandoned(key)
+        tmp = self.root / f".tmp-{key}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
             checksums = {}
@@ -87,6 +111,22 @@ class Store:
                 shutil.rmtree(tmp, ignore_errors=True)
         return self.entry(key)
 
+    def remove_abandoned(self, key: str) -> list[Path]:
+        """Delete half-written `.tmp-<key>-*` directories left by killed writers on this host.
+
+        A temporary directory is named after its writer's host and process id; only those
+        of this host whose process no longer runs are removed (a live writer keeps its own).
+        """
+        removed = []
+        prefix = f".tmp-{key}-{_HOST}-"
+        for tmp in self.root.glob(f".tmp-{key}-*"):
+            pid = tmp.name[len(prefix):].split("-", 1)[0] if tmp.name.startswith(prefix) else ""
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+                logger.info("removed %s, left half-written by a killed process", tmp)
+        return removed
+
     def get(self, key: str, names: list[str]) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(tensors, meta) of a verified entry, or None if absent or corrupt (then removed)."""
         path = self.entry(key)
@@ -101,7 +141,8 @@ class Store:
                     raise CacheError(f"{name}.pt fails its checksum")
                 out[name] = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
             return out, meta
-        except (OSError, KeyError, ValueError, RuntimeError, CacheError) as err:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError, pickle.UnpicklingError, CacheError) as err:
+            # (UnpicklingError: a file whose checksum matches but that weights_only loading refuses)
             logger.warning("cache entry %s is corrupt (%s); removing it so it is rebuilt", path, err)
             shutil.rmtree(path, ignore_errors=True)
             return None

@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
-from .errors import UnlearnError
+from .errors import UnlearnError, printable
 
 EPILOG = {
     "main": """examples:
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return getattr(commands, f"cmd_{args.command}")(args) or 0
     except UnlearnError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

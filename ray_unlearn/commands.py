@@ -59,11 +59,11 @@ def _tracking_uri(args: argparse.Namespace, exp: Experiment | None = None) -> st
     return resolve_uri(args.tracking_uri or (exp.tracking.uri if exp else None))
 
 
-def _prepare(exp: Experiment, args: argparse.Namespace):
+def _prepare(exp: Experiment, args: argparse.Namespace, splits: Any = None):
     from .references import prepare
 
     store = _store(args)
-    refs, trained = prepare(exp, store, _device(args), progress=EpochBar())
+    refs, trained = prepare(exp, store, _device(args), progress=EpochBar(), splits=splits)
     verb = "trained" if trained else "loaded from cache"
     print(f"references {refs.key} {verb} ({store.entry(refs.key)})", file=sys.stderr)
     return refs, trained, store
@@ -96,11 +96,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"note: `run` uses fixed: values, search: start: values and method defaults; "
               f"{', '.join(unset)} take their defaults", file=sys.stderr)
     uri = None if args.no_track else _tracking_uri(args, exp)
+    _store(args).check_writable()  # before anything is created in MLflow
+    from .data import load_splits
+
+    splits = load_splits(exp.data)  # a dataset or forget request that cannot be honoured, too
     if uri:
         from .tracking import Tracker
 
         Tracker(uri, exp.experiment)  # reach the store before any training
-    refs, _, store = _prepare(exp, args)
+    refs, _, store = _prepare(exp, args, splits)
     bar = EpochBar()
     epochs = getattr(hp, "epochs", 0)
 

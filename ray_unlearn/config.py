@@ -333,14 +333,37 @@ def read_yaml(path: Path) -> Any:
 
 def parse_yaml_text(text: str, source: str) -> Any:
     try:
-        return yaml.load(text, Loader=_SafeLoaderWithoutAliases)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_SafeLoaderWithoutAliases)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as err:
         raise err.with_source(source) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise ConfigError("", f"YAML nesting is too deep (an experiment needs at most {MAX_DEPTH} levels)", source=source) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError("", f"YAML syntax error: {where}{problem}", source=source) from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError("", f"YAML nesting is too deep (an experiment needs at most {MAX_DEPTH} levels)", source=source)
+    return data
+
+
+MAX_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and mappings, without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
 
 
 class _SafeLoaderWithoutAliases(yaml.SafeLoader):
@@ -415,7 +438,7 @@ def _parse(raw: Any) -> Experiment:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError("experiment", f"must be a non-empty name, got {name!r}", value=name)
     task = raw.get("task", "classification")
-    if task not in RETAINED:
+    if not isinstance(task, str) or task not in RETAINED:
         raise ConfigError("task", f"{task!r} is not allowed; choose one of {', '.join(RETAINED)}", value=task)
     if task != "i2i" and "i2i" in raw:
         raise ConfigError("i2i", "is only read when task is 'i2i'", value=raw["i2i"])
@@ -423,8 +446,8 @@ def _parse(raw: Any) -> Experiment:
     sections["objective"] = _resolve_retained(sections["objective"], task)
     _check_registry_names(sections["data"], sections["model"], task)
     method = raw["method"]
-    fixed = raw.get("fixed") or {}
-    search = raw.get("search") or {}
+    fixed = _or_empty(raw.get("fixed"))  # `fixed:` left empty is null; `fixed: 0` or `[]` is a mistake
+    search = _or_empty(raw.get("search"))
     for key, value in (("fixed", fixed), ("search", search)):
         if not isinstance(value, Mapping):
             raise ConfigError(key, f"must be a mapping of hyperparameter names, got {value!r}", value=value)
@@ -535,7 +558,7 @@ def _parse_methods(names: list, fixed: Mapping, search: Mapping, task: str) -> t
             if m not in names:
                 raise ConfigError(f"{key}.{m}", f"with several methods, {key}: is keyed by method name; "
                                                 f"{m!r} is not one of {', '.join(names)}", value=m)
-    return tuple(_parse_method(n, fixed.get(n) or {}, search.get(n) or {}, f"fixed.{n}", f"search.{n}", task) for n in names)
+    return tuple(_parse_method(n, _or_empty(fixed.get(n)), _or_empty(search.get(n)), f"fixed.{n}", f"search.{n}", task) for n in names)
 
 
 def _check_objective_against_tune(objective: ObjectiveConfig, tune: TuneConfig) -> None:
@@ -554,6 +577,9 @@ def _check_registry_names(data: DataConfig, model: ModelConfig, task: str) -> No
     if data.dataset not in DATASETS:
         raise unknown_name("data.dataset", data.dataset, list(DATASETS), "dataset")
     info, _ = DATASETS[data.dataset]
+    if info.lazy and not data.root:
+        raise ConfigError("data.root", f"is required for dataset {data.dataset}: a directory with one sub-directory of "
+                                       "images per class (or give --data-dir)", value=None)
     if task == "i2i":
         if model.arch != "autoencoder":
             raise ConfigError("model.arch", f"task i2i trains a masked autoencoder: write arch: autoencoder, got {model.arch!r}", value=model.arch)
@@ -563,7 +589,14 @@ def _check_registry_names(data: DataConfig, model: ModelConfig, task: str) -> No
     if model.arch not in ARCHS:
         hint = " (autoencoder is for task: i2i)" if model.arch == "autoencoder" else ""
         raise ConfigError("model.arch", unknown_name("model.arch", model.arch, list(ARCHS), "arch").problem + hint, value=model.arch)
-    check_compatible(model.arch, info.input_shape, data.dataset)
+    try:
+        check_compatible(model.arch, info.input_shape, data.dataset)
+    except ConfigError as err:
+        if not info.lazy:
+            raise
+        raise ConfigError(err.key, err.problem.replace(f"shape {info.input_shape}", "images (C, H, W)"), value=err.value) from None
+    if info.lazy:  # its classes are known once loaded: data.check_forget_classes
+        return
     for i, c in enumerate(data.forget.classes):
         if not 0 <= c < info.num_classes:
             raise ConfigError(f"data.forget.classes[{i}]", f"class {c} does not exist; {data.dataset} has classes 0..{info.num_classes - 1}", value=c)
@@ -585,6 +618,10 @@ def unknown_name(key: str, value: str, allowed: list[str], what: str) -> ConfigE
     close = difflib.get_close_matches(str(value), allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(key, f"unknown {what} {value!r}{hint}; allowed: {', '.join(sorted(allowed))}", value=value)
+
+
+def _or_empty(value: Any) -> Any:
+    return {} if value is None else value
 
 
 def _deep_copy(value: Any) -> Any:

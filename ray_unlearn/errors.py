@@ -10,6 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def printable(text: str) -> str:
+    """`text` on one line, control and invisible characters escaped (`\\n`, `\\x1b`): a key or value
+    taken from a user's file must not break the one-line error or drive the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 class UnlearnError(Exception):
     """Base class for errors caused by user input or environment."""
 
@@ -33,7 +39,7 @@ class ConfigError(UnlearnError):
     def _render(self) -> str:
         where = f"{self.source}: " if self.source else ""
         key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.problem}"
+        return printable(f"{where}{key}{self.problem}")
 
     def with_source(self, source: str) -> "ConfigError":
         """The same error, attributed to a file (config parsing doesn't know the path)."""

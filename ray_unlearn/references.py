@@ -118,6 +118,7 @@ def prepare(
 
         return prepare_references(exp, store, device, progress, splits)
     splits = splits if splits is not None else load_splits(exp.data)
+    check_loaded(exp, splits)
     key = reference_key(exp, splits)
     names = ["original", "retrain"]
     found = store.get(key, names)
@@ -147,6 +148,14 @@ def prepare(
     store.put(key, tensors, meta)
     logger.info("references %s trained and stored in %s", key, store.entry(key))
     return _references(exp, key, splits, tensors, meta), names
+
+
+def check_loaded(exp: Experiment, splits: Splits) -> None:
+    """The arch fits the loaded data: config validation could not tell for a dataset whose shape is
+    only known once loaded (image_folder)."""
+    from .models import check_compatible
+
+    check_compatible(exp.model.arch, tuple(splits.info.input_shape), exp.data.dataset)
 
 
 def _references(exp: Experiment, key: str, splits: Splits, tensors: dict[str, Any], meta: dict[str, Any]) -> References:

@@ -44,6 +44,8 @@ PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+# MLflow prints "View run ... at: http://..." for every run it ends against a server; ours prints one link.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -55,6 +57,27 @@ def resolve_uri(uri: str | None) -> str:
     if "://" not in uri:  # a bare path: a SQLite file
         return f"sqlite:///{Path(uri).expanduser().resolve()}"
     return uri
+
+
+# MLflow error codes of a server that is down, restarting, overloaded or briefly locked: worth retrying.
+# Anything else (a bad value, a missing run, refused credentials, a bug of ours) fails at once.
+RETRYABLE_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "IO_ERROR", "SERVICE_UNDER_MAINTENANCE", "DEADLINE_EXCEEDED",
+                   "ABORTED", "RESOURCE_EXHAUSTED", "REQUEST_LIMIT_EXCEEDED", "COULD_NOT_ACQUIRE_LOCK", "UNPARSEABLE_HTTP_ERROR"}
+
+
+def retryable(err: BaseException) -> bool:
+    """Whether a failed MLflow call may succeed later: network and server errors, not bad requests."""
+    if isinstance(err, (OSError, TimeoutError)):  # connection refused/reset, requests' errors, a full disk
+        return True
+    if type(err).__module__.split(".")[0] == "sqlalchemy":  # a local store's "database is locked"
+        return True
+    code = getattr(err, "error_code", None)
+    return isinstance(code, str) and code in RETRYABLE_CODES
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def _client(uri: str):
@@ -166,10 +189,13 @@ class BackgroundWriter:
 
     Trial events arrive in Ray Tune's driver loop, which schedules the next trial only
     after its callbacks return: queued, an MLflow round trip no longer delays scheduling.
-    A tracking server that goes away is retried (0.5 s, 1 s, 2 s, ... up to `patience`
-    seconds per write); meanwhile later writes wait in the queue, so nothing is lost or
-    reordered. A write still failing after that is logged and dropped.
+    A tracking server that goes away is retried (0.5 s, 1 s, 2 s, ... every MAX_DELAY s, up to
+    `patience` seconds per write); meanwhile later writes wait in the queue, so nothing is lost
+    or reordered. A write still failing after that, or failing for a reason a retry cannot fix
+    (a rejected value, a missing run: `retryable`), is logged and dropped.
     """
+
+    MAX_DELAY = 10.0  # a server back from an outage is written to within this many seconds
 
     def __init__(self, patience: float = 600.0):
         self.patience = patience
@@ -192,22 +218,30 @@ class BackgroundWriter:
             finally:
                 self.queue.task_done()
 
-    def _attempt(self, fn: Callable, args: tuple, kwargs: dict) -> None:
+    def _attempt(self, fn: Callable, args: tuple, kwargs: dict, *, raise_on_failure: bool = False) -> Any:
         waited, delay = 0.0, 0.5
         while True:
             try:
-                fn(*args, **kwargs)
-                return
+                return fn(*args, **kwargs)
             except Exception as err:  # noqa: BLE001 - a server or network error: wait and retry
-                if waited >= self.patience:
-                    message = f"{getattr(fn, '__name__', fn)}: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                if waited >= self.patience or not retryable(err):
+                    message = f"{getattr(fn, '__name__', fn)}: {type(err).__name__}: {_first_line(err)}"
+                    if raise_on_failure:
+                        if not retryable(err):
+                            raise
+                        raise TrackingError(f"MLflow still failing after {waited:.0f} s of retries: {message}") from None
                     self.failures.append(message)
                     logger.error("MLflow write dropped after %.0f s of retries: %s", waited, message)
-                    return
+                    return None
                 logger.warning("MLflow write failed (%s); retrying in %.1f s", type(err).__name__, delay)
                 time.sleep(delay)
                 waited += delay
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, self.MAX_DELAY)
+
+    def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run `fn` now, on the calling thread, after every queued write; retried like them, raising if it never succeeds."""
+        self.drain()
+        return self._attempt(fn, args, kwargs, raise_on_failure=True)
 
 
 class SweepTracker(Tracker):
@@ -224,6 +258,7 @@ class SweepTracker(Tracker):
         self.steps: dict[str, int] = {}
         self.pending: dict[str, list] = {}
         self.flushed: dict[str, float] = {}
+        self.creating: set[str] = set()  # trials whose child run an interrupted write may have created
         self._writer: BackgroundWriter | None = None
 
     @property
@@ -239,6 +274,7 @@ class SweepTracker(Tracker):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("creating", set())  # pickled by an older version
         self.children = {}  # re-read from MLflow: the pickled map is as old as the sweep's start
         if self.parent_id:
             self.children.update(self._existing_children())
@@ -284,7 +320,9 @@ class SweepTracker(Tracker):
         experiment snapshot are forgotten by `--resume` (and re-sampled), while their MLflow runs
         were already written (RUNNING, or FINISHED). They are soft-deleted (restorable in MLflow).
         """
-        self.drain()
+        return self.writer.call(self._drop_orphans, known_names)  # after the queued writes, retried like them
+
+    def _drop_orphans(self, known_names: set[str]) -> list[str]:
         dropped = []
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
         for run in runs:
@@ -293,13 +331,24 @@ class SweepTracker(Tracker):
                 dropped.append(run.info.run_id)
                 logger.warning("deleted child run %s (%s, %s): its trial was lost when the sweep was interrupted",
                                run.info.run_id, run.info.run_name, run.info.status)
+        # A create request whose response was lost and that the HTTP client re-sent leaves a second,
+        # empty run for the same trial: keep the one written to.
+        for trial_id, group in _by_trial([r for r in runs if r.info.run_name in known_names]).items():
+            keep = _pick(group)
+            self.children[trial_id] = keep.info.run_id
+            for run in group:
+                if run is not keep:
+                    self.client.delete_run(run.info.run_id)
+                    dropped.append(run.info.run_id)
+                    logger.warning("deleted child run %s (%s, %s): a duplicate of %s for the same trial",
+                                   run.info.run_id, run.info.run_name, run.info.status, keep.info.run_id)
         return dropped
 
     def _existing_children(self) -> dict[str, str]:
         runs = self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000
         )
-        return {r.data.tags[TRIAL_ID]: r.info.run_id for r in runs if TRIAL_ID in r.data.tags}
+        return {trial_id: _pick(group).info.run_id for trial_id, group in _by_trial(runs).items()}
 
     def start_trial(self, trial_id: str, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
         self.writer.submit(self._start_trial, trial_id, name, params=dict(params), tags=dict(tags))
@@ -322,12 +371,19 @@ class SweepTracker(Tracker):
         self.writer.submit(self._end_trial, trial_id, **kwargs)
 
     def _start_trial(self, trial_id: str, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
-        if trial_id in self.children:  # resumed or retried: keep logging into the same child run
-            self.log(self.children[trial_id], tags={STATUS: "running"})
-            return self.children[trial_id]
-        run_id = self.start_run(name, {KIND: "trial", TRIAL_ID: trial_id, STATUS: "running", **tags}, parent_id=self.parent_id)
-        self.log(run_id, params=params)
+        run_id = self.children.get(trial_id)
+        if trial_id not in self.creating:
+            if run_id is not None:  # resumed or retried: keep logging into the same child run
+                self.log(run_id, tags={STATUS: "running"})
+                return run_id
+        elif run_id is None:  # a retried write: the server may have created the run before the error
+            run_id = self._existing_children().get(trial_id)
+        self.creating.add(trial_id)
+        if run_id is None:
+            run_id = self.start_run(name, {KIND: "trial", TRIAL_ID: trial_id, STATUS: "running", **tags}, parent_id=self.parent_id)
         self.children[trial_id] = run_id
+        self.log(run_id, params=params)
+        self.creating.discard(trial_id)
         return run_id
 
     # Per-epoch metrics are buffered and written in one log_batch at most every FLUSH_SECONDS
@@ -375,7 +431,10 @@ class SweepTracker(Tracker):
                status: str = "FINISHED") -> None:
         """Tag the best child, copy its score to the parent, attach the ranked table, close the parent."""
         assert self.parent_id is not None
-        self.drain()
+        self.writer.call(self._finish, ranked, note=note, files=files, images=images, status=status)
+
+    def _finish(self, ranked: list[dict[str, Any]], *, note: str, files: Mapping[str, str], images: list | None,
+                status: str) -> None:
         # a resumed sweep's child runs were written by the tracker Tune restored with its callbacks, not by this one
         self.children.update(self._existing_children())
         for run in self.client.search_runs(
@@ -395,6 +454,19 @@ class SweepTracker(Tracker):
         for image in images or []:
             self.client.log_artifact(self.parent_id, str(image), "plots")
         self.end_run(self.parent_id, status)
+
+
+def _by_trial(runs: Iterable[Any]) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for run in runs:
+        if TRIAL_ID in run.data.tags:
+            groups.setdefault(run.data.tags[TRIAL_ID], []).append(run)
+    return groups
+
+
+def _pick(runs: list) -> Any:
+    """Of several child runs of one trial, the one its events were written to: with params, ended, newest."""
+    return max(runs, key=lambda r: (bool(r.data.params), r.info.status in ("FINISHED", "FAILED"), r.info.start_time or 0))
 
 
 def log_single_run(uri: str | None, experiment: str, name: str, *, params: Mapping[str, Any], metrics: Mapping[str, Any],

@@ -76,7 +76,12 @@ def run_trial(
     started = time.perf_counter()
 
     def scored(model: nn.Module, with_test: bool) -> dict[str, float]:
-        m = with_reference(evaluate(model, splits, exp.data.seed, with_test=with_test), retrain)
+        check_finite(model)  # a last step can leave NaN weights behind a finite mean loss
+        try:
+            m = with_reference(evaluate(model, splits, exp.data.seed, with_test=with_test), retrain)
+        except ValueError:  # e.g. the MIA's SVC refusing NaN features: huge finite weights, non-finite outputs
+            check_finite_outputs(model, (splits.val, splits.forget))
+            raise
         m["score"] = score(m, exp.objective)
         return m
 
@@ -85,10 +90,10 @@ def run_trial(
     status, message = STATUS_OK, ""
     try:
         model = method.run(original, data, hp, ctx)
+        seconds = time.perf_counter() - started
+        metrics = scored(model, with_test=True)
     except FloatingPointError as err:
         return _failed(STATUS_DIVERGED, f"{method_name} diverged: {err}", hp)
-    seconds = time.perf_counter() - started
-    metrics = scored(model, with_test=True)
     metrics.update(ctx.extras)
     metrics["seconds"] = seconds
     if not all(math.isfinite(v) for k, v in metrics.items() if k in ("val_acc", "retain_acc", "forget_acc")):
@@ -177,6 +182,26 @@ def epoch_reporter(exp: Experiment, report: Report | None, scored: Callable[[nn.
         report({**scored(model, False), **logs, "epoch": epoch, "seconds": now - started})
 
     return on_epoch
+
+
+def check_finite(model: nn.Module) -> None:
+    """Raise FloatingPointError if any weight or buffer of `model` is NaN or infinite."""
+    tensors = [(name, t) for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_floating_point()]
+    if not tensors:
+        return
+    finite = torch.stack([torch.isfinite(t.detach()).all() for _, t in tensors]).cpu()  # one device sync
+    if not bool(finite.all()):
+        bad = next(name for (name, _), ok in zip(tensors, finite.tolist(), strict=True) if not ok)
+        raise FloatingPointError(f"weights became non-finite ({bad})")
+
+
+def check_finite_outputs(model: nn.Module, sets: tuple) -> None:
+    """Raise FloatingPointError if `model` gives a NaN or infinite output on any sample of `sets`."""
+    from .train import predict_logits
+
+    for data in sets:
+        if len(data) and not bool(torch.isfinite(predict_logits(model, data.x)).all()):
+            raise FloatingPointError("model outputs became non-finite")
 
 
 def _failed(status: str, message: str, hp: Any) -> TrialResult:

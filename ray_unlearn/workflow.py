@@ -17,6 +17,7 @@ import json
 import re
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,6 +48,20 @@ def slug(exp: Experiment) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", exp.experiment).strip("-") or "sweep"
 
 
+def check_storage(storage: str) -> None:
+    """A local Ray Tune storage path must be a writable directory (URIs are the cluster's business)."""
+    if "://" in storage:
+        return
+    path = Path(storage)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError("--storage", f"{storage} is not a writable directory: {err.strerror or err}") from None
+
+
 class Sweep:
     def __init__(self, exp: Experiment, *, tracking_uri: str | None, storage: str, store: Store, device: Any = None,
                  name: str | None = None, resume: bool = False):
@@ -56,6 +71,11 @@ class Sweep:
         self.exp, self.storage, self.store, self.resume = exp, storage, store, resume
         self.device = device
         build_searcher(exp)  # search-space errors before anything is trained
+        check_storage(storage)  # unwritable places before anything is created in MLflow
+        store.check_writable()
+        from .data import load_splits
+
+        self.splits = load_splits(exp.data)  # and a dataset or forget request that cannot be honoured
         self.tracker = SweepTracker(tracking_uri, exp.experiment)
         if resume:
             name = name or latest_sweep_name(storage, slug(exp))
@@ -69,7 +89,7 @@ class Sweep:
         from .references import prepare
         from .train import pick_device
 
-        self.refs, _ = prepare(self.exp, self.store, self.device or pick_device(), progress=progress)
+        self.refs, _ = prepare(self.exp, self.store, self.device or pick_device(), progress=progress, splits=self.splits)
         return self.refs
 
     def run(self, *, address: str | None = None, num_samples: int | None = None, callbacks: Sequence[Any] = ()):
