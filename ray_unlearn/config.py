@@ -108,6 +108,10 @@ class ObjectiveConfig:
         10.0, ge=0.0, help="a trial whose val_acc (task i2i: val_psnr, in dB) ends this far below the retrain model's "
                            "is marked 'collapsed' and gets the worst score"
     )
+    collapse_patience: int = option(
+        2, ge=0, help="stop a trial early as 'collapsed' once this many per-epoch evaluations in a row fall below "
+                      "max_val_drop; 0: judge only the final model"
+    )
 
     def __post_init__(self) -> None:
         if self.kind == "pareto":

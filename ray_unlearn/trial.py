@@ -34,6 +34,22 @@ STATUS_DIVERGED = "diverged"  # non-finite loss
 STATUS_COLLAPSED = "collapsed"  # val accuracy far below the retrain model's
 
 
+class TrialCollapsed(Exception):
+    """Raised by the per-epoch hook: the model stayed collapsed for `objective.collapse_patience` evaluations."""
+
+    def __init__(self, message: str, metrics: dict[str, float]):
+        super().__init__(message)
+        self.metrics = metrics
+
+
+def collapse_message(exp: Experiment, metrics: Mapping[str, float], retrain: Mapping[str, float], key: str = "val_acc", unit: str = "") -> str | None:
+    """Why `metrics` count as collapsed (`key` more than objective.max_val_drop below retrain's), or None."""
+    drop = exp.objective.max_val_drop
+    if drop is None or not metrics[key] < retrain[key] - drop:
+        return None
+    return f"{key} {metrics[key]:.1f}{unit} is more than {drop:g}{unit} below the retrain model's {retrain[key]:.1f}{unit}"
+
+
 @dataclasses.dataclass
 class TrialResult:
     metrics: dict[str, float]
@@ -85,7 +101,7 @@ def run_trial(
         m["score"] = score(m, exp.objective)
         return m
 
-    on_epoch = epoch_reporter(exp, report, scored, started)
+    on_epoch = epoch_reporter(exp, report, scored, started, lambda m: collapse_message(exp, m, retrain))
     ctx = Context(device=device, seed=seed, on_epoch=on_epoch, budget_seconds=budget_seconds, memo=memo or in_memory_memo())
     status, message = STATUS_OK, ""
     try:
@@ -94,14 +110,15 @@ def run_trial(
         metrics = scored(model, with_test=True)
     except FloatingPointError as err:
         return _failed(STATUS_DIVERGED, f"{method_name} diverged: {err}", hp)
+    except TrialCollapsed as stop:
+        return stopped_collapsed(stop, hp, started)
     metrics.update(ctx.extras)
     metrics["seconds"] = seconds
     if not all(math.isfinite(v) for k, v in metrics.items() if k in ("val_acc", "retain_acc", "forget_acc")):
         return _failed(STATUS_DIVERGED, "non-finite accuracy", hp)
-    drop = exp.objective.max_val_drop
-    if drop is not None and metrics["val_acc"] < retrain["val_acc"] - drop:
-        status = STATUS_COLLAPSED
-        message = f"val_acc {metrics['val_acc']:.1f} is more than {drop:g} below the retrain model's {retrain['val_acc']:.1f}"
+    collapsed = collapse_message(exp, metrics, retrain)
+    if collapsed:
+        status, message = STATUS_COLLAPSED, collapsed
         metrics["score"] = WORST_SCORE
     if ctx.stopped_reason:
         message = (message + "; " if message else "") + ctx.stopped_reason
@@ -165,23 +182,46 @@ def write_trial_files(folder: str, result: TrialResult, history: list[dict], inf
         torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, out / "model.pt")
 
 
-def epoch_reporter(exp: Experiment, report: Report | None, scored: Callable[[nn.Module, bool], dict], started: float) -> Callable:
+def epoch_reporter(
+    exp: Experiment,
+    report: Report | None,
+    scored: Callable[[nn.Module, bool], dict],
+    started: float,
+    collapsed: Callable[[dict], str | None] | None = None,
+) -> Callable:
     """The methods' per-epoch hook: evaluate and report, at most every `tune.report_seconds`.
 
     Each report costs an evaluation (accuracies, an MIA fit), which on digits costs more than
-    an epoch; ASHA needs every epoch, so it gets every epoch.
+    an epoch; ASHA needs every epoch, so it gets every epoch. When `collapsed` names a reason
+    for `objective.collapse_patience` evaluations in a row, the trial stops (TrialCollapsed):
+    a wrecked model rarely recovers, and its remaining epochs are compute other trials need.
     """
     min_seconds = 0.0 if exp.tune.scheduler == "asha" else exp.tune.report_seconds
+    patience = exp.objective.collapse_patience
     last = [-math.inf]
+    streak = [0]
 
     def on_epoch(epoch: int, model: nn.Module, logs: dict) -> None:
         now = time.perf_counter()
         if report is None or now - last[0] < min_seconds:
             return
         last[0] = now
-        report({**scored(model, False), **logs, "epoch": epoch, "seconds": now - started})
+        metrics = {**scored(model, False), **logs, "epoch": epoch, "seconds": now - started}
+        report(metrics)
+        reason = collapsed(metrics) if collapsed is not None else None
+        streak[0] = streak[0] + 1 if reason else 0
+        if reason and patience and streak[0] >= patience:
+            raise TrialCollapsed(f"{reason} for {streak[0]} evaluations in a row: stopped after epoch {epoch}", metrics)
 
     return on_epoch
+
+
+def stopped_collapsed(stop: TrialCollapsed, hp: Any, started: float) -> TrialResult:
+    """The result of a trial the per-epoch hook stopped: its last evaluation, the worst score."""
+    logger.warning(str(stop))
+    metrics = {k: float(v) for k, v in stop.metrics.items() if isinstance(v, (int, float)) and k != "epoch"}
+    metrics.update(score=WORST_SCORE, seconds=time.perf_counter() - started)
+    return TrialResult(metrics, STATUS_COLLAPSED, str(stop), None, dataclasses.asdict(hp))
 
 
 def check_finite(model: nn.Module) -> None:

@@ -117,7 +117,8 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
     """One I2I trial: the method on I2IData, metrics against the retrain model, a reconstruction grid."""
     from ..registry import get_method
     from ..objective import WORST_SCORE, score
-    from ..trial import STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialResult, epoch_reporter
+    from ..trial import (STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialCollapsed, TrialResult, check_finite,
+                         collapse_message, epoch_reporter, stopped_collapsed)
 
     method_name, _ = exp.resolve(sampled)
     method = get_method(method_name)
@@ -135,20 +136,25 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
         m["score"] = score(m, exp.objective)
         return m
 
-    ctx = Context(device=device, seed=seed, on_epoch=epoch_reporter(exp, report, scored, started), budget_seconds=budget_seconds, memo=memo or in_memory_memo())
+    def collapsed(m: Mapping[str, float]) -> str | None:  # objective.max_val_drop is in dB here
+        return collapse_message(exp, m, refs.retrain_metrics, key="val_psnr", unit=" dB")
+
+    on_epoch = epoch_reporter(exp, report, scored, started, collapsed)
+    ctx = Context(device=device, seed=seed, on_epoch=on_epoch, budget_seconds=budget_seconds, memo=memo or in_memory_memo())
     try:
         model = method.run(original, data, hp, ctx)
+        check_finite(model)  # NaN weights can hide behind a finite last loss
     except FloatingPointError as err:
         return TrialResult({"score": WORST_SCORE}, STATUS_DIVERGED, f"{method_name} diverged: {err}", None, dataclasses.asdict(hp))
+    except TrialCollapsed as stop:
+        return stopped_collapsed(stop, hp, started)
     seconds = time.perf_counter() - started
     metrics = {**scored(model, with_test=True), **ctx.extras, "seconds": seconds}
     status, message = STATUS_OK, ctx.stopped_reason or ""
     if not all(math.isfinite(metrics[k]) for k in ("retain_psnr", "val_psnr")):
         status, metrics["score"] = STATUS_DIVERGED, WORST_SCORE
-    drop = exp.objective.max_val_drop  # in dB here
-    if status == STATUS_OK and drop is not None and metrics["val_psnr"] < refs.retrain_metrics["val_psnr"] - drop:
-        status, metrics["score"] = STATUS_COLLAPSED, WORST_SCORE
-        message = f"val_psnr {metrics['val_psnr']:.1f} dB is more than {drop:g} dB below the retrain model's"
+    if status == STATUS_OK and (reason := collapsed(metrics)):
+        status, metrics["score"], message = STATUS_COLLAPSED, WORST_SCORE, reason
     figures = {"reconstructions.png": reconstruction_grid(original, retrain, model, splits)}
     return TrialResult(metrics, status, message, model, dataclasses.asdict(hp), figures)
 

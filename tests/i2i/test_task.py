@@ -81,3 +81,23 @@ def test_i2i_sweep_logs_reconstruction_grids_to_each_child_run(tmp_path, cache_d
         assert "trial/reconstructions.png" in {a.path for a in client.list_artifacts(run.info.run_id, "trial")}
         for key in ("val_psnr", "mia", "mia_gap", "forget_divergence", "retrain_forget_divergence", "score", "audit_auc"):
             assert key in run.data.metrics, key
+
+
+def test_an_i2i_trial_whose_psnr_collapses_is_stopped_early(cache_dir):
+    """KR with a far-too-large ascent wrecks reconstructions; the per-epoch check stops the trial."""
+    import torch
+
+    from ray_unlearn.objective import WORST_SCORE
+    from ray_unlearn.references import prepare
+    from ray_unlearn.trial import run_trial
+
+    raw = i2i_config(method="i2i_kr", search={}, objective={"max_val_drop": 3.0}, tune={"report_seconds": 0},
+                     fixed={"lr": 1e-2, "max_steps": 5000, "threshold_scale": 3.0, "retain_epochs": 3, "retain_lr": 1e-5})
+    exp = parse_experiment(raw)
+    refs, _ = prepare(exp, Store(cache_dir), torch.device("cpu"))
+    reports: list[dict] = []
+    result = run_trial(exp, refs, {}, seed=0, device=torch.device("cpu"), report=reports.append)
+    floor = refs.retrain_metrics["val_psnr"] - 3.0
+    assert result.status == "collapsed" and result.metrics["score"] == WORST_SCORE, result.message
+    assert len(reports) == 2 and all(r["val_psnr"] < floor for r in reports), [r["val_psnr"] for r in reports]
+    assert "dB below the retrain model's" in result.message and "2 evaluations in a row" in result.message

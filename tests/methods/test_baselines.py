@@ -51,6 +51,30 @@ def test_a_diverging_trial_ends_with_a_status_and_the_worst_score(digits_refs):
     assert result.metrics["score"] == WORST_SCORE
 
 
+@pytest.mark.parametrize("patience", [0, 2, 3])
+def test_a_collapsing_trial_stops_after_patience_evaluations_below_the_retrain_model(digits_refs, patience):
+    """Gradient ascent with lr 0.5 wrecks the model in its first epoch; it is stopped, not trained on."""
+    exp = parse_experiment(digits_config(method="gradient_ascent", fixed={"lr": 0.5, "epochs": 6},
+                                         objective={"collapse_patience": patience}, tune={"report_seconds": 0}))
+    reports: list[dict] = []
+    result = run_trial(exp, digits_refs, {}, seed=0, device=torch.device("cpu"), report=reports.append)
+    assert result.status == "collapsed" and result.metrics["score"] == WORST_SCORE
+    retrain_val = digits_refs.retrain_metrics["val_acc"]
+    assert all(r["val_acc"] < retrain_val - 10 for r in reports), [r["val_acc"] for r in reports]
+    if patience:
+        assert [r["epoch"] for r in reports] == list(range(1, patience + 1)), "stopped after `patience` evaluations"
+        assert result.model is None and f"{patience} evaluations in a row" in result.message
+    else:
+        assert len(reports) == 6 and result.model is not None, "patience 0 judges only the final model"
+
+
+def test_a_healthy_trial_is_never_stopped_as_collapsed(digits_refs):
+    exp = parse_experiment(digits_config(method="finetune", fixed={"lr": 0.01, "epochs": 4}, tune={"report_seconds": 0}))
+    reports: list[dict] = []
+    result = run_trial(exp, digits_refs, {}, seed=0, device=torch.device("cpu"), report=reports.append)
+    assert result.status == "ok" and len(reports) == 4
+
+
 def test_neggrad_plus_with_beta_1_is_finetuning(digits_refs):
     ng, _ = run_method("neggrad_plus", digits_refs, beta=1.0, lr=0.01, epochs=2)
     ft, _ = run_method("finetune", digits_refs, lr=0.01, epochs=2)
