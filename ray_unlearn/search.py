@@ -30,6 +30,8 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 # MLflow records and cost the driver ~1 s of CPU per 32 digits trials (bench/sweep.py trials; driver
 # CPU 9.8 s -> 8.6 s in one run), CPU the trials need on a small machine. Set it to 0 to get them back.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":  # the result grid then warns once per trial about them
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 from ray import tune  # noqa: E402
 
