@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote
@@ -39,6 +40,7 @@ DATASET = "ray_unlearn.dataset"
 HYPERPARAMS = "ray_unlearn.hyperparameters"  # JSON, exact types, for `best --export`
 SEED = "ray_unlearn.seed"
 SWEEP = "ray_unlearn.sweep"  # the Ray Tune experiment name, to find the parent again on --resume
+CREATED_BY = "ray_unlearn.created_by"  # a nonce per parent-run creation: its re-sent copies carry it too
 BEST = "best"
 PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
@@ -289,11 +291,28 @@ class SweepTracker(Tracker):
         all_tags = {KIND: "sweep", SWEEP: name, **tags}
         if commit:
             all_tags["mlflow.source.git.commit"] = commit
-        self.parent_id = self.start_run(name, all_tags)
+        all_tags[CREATED_BY] = uuid.uuid4().hex
+        self.parent_id = self.writer.call(self._create_parent, name, all_tags)
         self.log(self.parent_id, params=params, metrics=metrics)
         for path, text in files.items():
             self.log_text(self.parent_id, text, path)
         return self.parent_id
+
+    def _create_parent(self, name: str, tags: Mapping[str, Any]) -> str:
+        """Create the sweep's parent run exactly once, however often the request reached the server.
+
+        A create whose response was lost either reaches us as an error (and this is retried: the
+        run it made is found by its nonce) or is re-sent by MLflow's HTTP client (two runs with the
+        same nonce): one is kept, the empty copies are deleted.
+        """
+        mine = f"tags.`{CREATED_BY}` = '{tags[CREATED_BY]}'"
+        made = self.client.search_runs([self.experiment_id], filter_string=mine, order_by=["attributes.start_time ASC"])
+        parent_id = made[0].info.run_id if made else self.start_run(name, tags)
+        for run in self.client.search_runs([self.experiment_id], filter_string=mine):
+            if run.info.run_id != parent_id:
+                self.client.delete_run(run.info.run_id)
+                logger.warning("deleted run %s: a re-sent copy of the sweep's parent run %s", run.info.run_id, parent_id)
+        return parent_id
 
     def resume_sweep(self, name: str) -> str:
         """Reopen the parent run of sweep `name` and learn its existing child runs."""

@@ -118,3 +118,26 @@ def test_a_lost_create_response_never_leaves_two_child_runs_for_a_trial(mlflow_s
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_a_lost_create_response_never_leaves_two_parent_runs_for_a_sweep(mlflow_server, monkeypatch):
+    """The parent run: created through the same retry-and-look-up path, re-sent copies deleted."""
+    proxy = DroppingProxy(mlflow_server.url)
+    client = MlflowClient(mlflow_server.url)
+    try:
+        for retries, sweep in (("0", "sw-our-retry"), ("2", "sw-mlflow-resend")):
+            monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", retries)
+            monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+            name = f"lost-parent-{uuid.uuid4().hex[:8]}"
+            tracker = SweepTracker(proxy.url, name)
+            proxy.arm("/runs/create")
+            parent = tracker.start_sweep(sweep, tags={}, params={"method": "amun"}, metrics={}, files={})
+            assert proxy.dropped and proxy.dropped[-1].endswith("/runs/create")
+            proxy.dropped.clear()
+            experiment = client.get_experiment_by_name(name)
+            live = client.search_runs([experiment.experiment_id], filter_string="tags.`ray_unlearn.kind` = 'sweep'")
+            assert [r.info.run_id for r in live] == [parent], f"{retries=}: one parent run, the one written to"
+            assert live[0].data.params == {"method": "amun"}
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
