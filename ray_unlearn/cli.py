@@ -69,7 +69,8 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a YAML key, e.g. --set train.epochs=5 (repeatable)")
         p.add_argument("--data-dir", help="dataset directory (same as --set data.root=DIR)")
-        p.add_argument("--cache-dir", help="reference cache (default: $RAY_UNLEARN_CACHE or ~/.cache/ray_unlearn)")
+        p.add_argument("--cache-dir", help="reference cache (default: $RAY_UNLEARN_CACHE, else tune's <--storage path>/cache, "
+                                           "else ~/.cache/ray_unlearn)")
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--threads", type=int, help="torch CPU threads of this process (default 1: fastest for small nets)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the YAML's tracking.uri, else sqlite:///mlflow.db)")
@@ -100,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--num-samples", type=int, help="number of trials (overrides tune.num_samples)")
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: start a local instance)")
-    p.add_argument("--storage", help="Ray Tune storage path or URI (default: ./ray_results)")
+    p.add_argument("--storage", help="Ray Tune storage path or URI (default: ./ray_results); a path (e.g. NFS) also holds "
+                                     "the reference cache, in <path>/cache, unless --cache-dir or $RAY_UNLEARN_CACHE says otherwise")
     p.add_argument("--name", help="sweep name (default: <experiment>-<time>; with --resume: the newest sweep)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (errored trials are retried)")
     p = sub.add_parser("best", help="rank finished trials from MLflow; export the winner",

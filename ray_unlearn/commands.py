@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,19 @@ def load(args: argparse.Namespace) -> Experiment:
 
 
 def _store(args: argparse.Namespace):
+    """--cache-dir, else $RAY_UNLEARN_CACHE, else `<--storage>/cache` for a storage path, else ~/.cache/ray_unlearn.
+
+    A sweep given a shared storage path (NFS) keeps its references beside its results, where
+    every node and every later sweep reads the same ones; an s3:// storage cannot hold the cache.
+    """
     from .cache import Store, default_cache_dir
 
-    return Store(args.cache_dir or default_cache_dir())
+    storage = getattr(args, "storage", None)
+    if args.cache_dir:
+        return Store(args.cache_dir)
+    if storage and "://" not in storage and "RAY_UNLEARN_CACHE" not in os.environ:
+        return Store(Path(storage).expanduser().resolve() / "cache")
+    return Store(default_cache_dir())
 
 
 def _device(args: argparse.Namespace):

@@ -80,3 +80,26 @@ def test_methods_lists_every_method_with_ranges(tmp_path):
     assert "paper:" in one.stdout and "epsilon" in one.stdout and "[0.005, 0.5] log" in one.stdout
     bad = run_cli("methods", "amn", cwd=tmp_path)
     assert bad.returncode == 2 and "did you mean 'amun'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "argv,env,want",
+    [
+        (["--storage", "{tmp}/sweeps"], {}, "{tmp}/sweeps/cache"),  # a shared storage path holds the references too
+        (["--storage", "{tmp}/sweeps", "--cache-dir", "{tmp}/c"], {}, "{tmp}/c"),
+        (["--storage", "{tmp}/sweeps"], {"RAY_UNLEARN_CACHE": "{tmp}/env"}, "{tmp}/env"),
+        (["--storage", "s3://bucket/sweeps"], {}, "{home}/.cache/ray_unlearn"),  # an object store cannot
+        ([], {}, "{home}/.cache/ray_unlearn"),
+    ],
+)
+def test_where_tune_keeps_the_reference_cache(tmp_path, monkeypatch, argv, env, want):
+    from ray_unlearn.cli import build_parser
+    from ray_unlearn.commands import _store
+
+    fill = {"tmp": str(tmp_path), "home": str(tmp_path / "home")}
+    monkeypatch.setenv("HOME", fill["home"])
+    monkeypatch.delenv("RAY_UNLEARN_CACHE", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.format(**fill))
+    args = build_parser().parse_args(["tune", "exp.yaml", *(a.format(**fill) for a in argv)])
+    assert Path(_store(args).root) == Path(want.format(**fill))
