@@ -31,7 +31,7 @@ Report = Callable[[dict[str, Any]], None]
 
 STATUS_OK = "ok"
 STATUS_DIVERGED = "diverged"  # non-finite loss
-STATUS_COLLAPSED = "collapsed"  # val accuracy far below the retrain model's
+STATUS_COLLAPSED = "collapsed"  # final val accuracy far below the retrain model's, or no better than chance mid-run
 
 
 class TrialCollapsed(Exception):

@@ -136,9 +136,6 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
         m["score"] = score(m, exp.objective)
         return m
 
-    def collapsed(m: Mapping[str, float]) -> str | None:  # objective.max_val_drop is in dB here
-        return collapse_message(exp, m, refs.retrain_metrics, key="val_psnr", unit=" dB")
-
     floor = constant_fill_psnr(splits.val.x)
     on_epoch = epoch_reporter(exp, report, scored, started, lambda m: wrecked_message(m, "val_psnr", floor, "filling the block with the mean pixel"))
     ctx = Context(device=device, seed=seed, on_epoch=on_epoch, budget_seconds=budget_seconds, memo=memo or in_memory_memo())
@@ -154,7 +151,7 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
     status, message = STATUS_OK, ctx.stopped_reason or ""
     if not all(math.isfinite(metrics[k]) for k in ("retain_psnr", "val_psnr")):
         status, metrics["score"] = STATUS_DIVERGED, WORST_SCORE
-    if status == STATUS_OK and (reason := collapsed(metrics)):
+    if status == STATUS_OK and (reason := collapse_message(exp, metrics, refs.retrain_metrics, key="val_psnr", unit=" dB")):
         status, metrics["score"], message = STATUS_COLLAPSED, WORST_SCORE, reason
     figures = {"reconstructions.png": reconstruction_grid(original, retrain, model, splits)}
     return TrialResult(metrics, status, message, model, dataclasses.asdict(hp), figures)
