@@ -33,6 +33,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":  # the result grid then warns once per trial about them
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
+import optuna  # noqa: E402
 from ray import tune  # noqa: E402
 
 from .config import SHOWN, Experiment
@@ -251,19 +252,73 @@ def _error_text(trial: Any) -> str:
     return lines[-1][:2000] if lines else text[:2000]
 
 
+class _PicklableLocks:
+    """Mixin for Optuna samplers that hold a thread lock (NSGAIISampler since optuna 5.1).
+
+    Ray Tune pickles its searcher when the Tuner is built and at every experiment
+    snapshot; a lock cannot be pickled, so it travels as a marker and a new lock is
+    made on unpickling (a lock's held state means nothing in another process).
+    """
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for key, value in state.items():
+            if isinstance(value, _LOCK_TYPES):
+                state[key] = _LockMarker(reentrant=isinstance(value, _RLOCK_TYPE))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        import threading
+
+        for key, value in state.items():
+            if isinstance(value, _LockMarker):
+                state[key] = threading.RLock() if value.reentrant else threading.Lock()
+        self.__dict__.update(state)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LockMarker:
+    reentrant: bool
+
+
+def _lock_types() -> tuple[type, type]:
+    import threading
+
+    return type(threading.Lock()), type(threading.RLock())
+
+
+_LOCK_TYPE, _RLOCK_TYPE = _lock_types()
+_LOCK_TYPES = (_LOCK_TYPE, _RLOCK_TYPE)
+
+
+class PicklableTPESampler(_PicklableLocks, optuna.samplers.TPESampler):
+    pass
+
+
+class PicklableNSGAIISampler(_PicklableLocks, optuna.samplers.NSGAIISampler):
+    pass
+
+
+class PicklableRandomSampler(_PicklableLocks, optuna.samplers.RandomSampler):
+    pass
+
+
+def make_sampler(kind: str, seed: int, objectives: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler a sweep uses, in a form Ray Tune can pickle (whatever the optuna release)."""
+    if kind == "random":
+        return PicklableRandomSampler(seed=seed)
+    if objectives > 1:
+        return PicklableNSGAIISampler(seed=seed)
+    return PicklableTPESampler(seed=seed)
+
+
 def build_searcher(exp: Experiment) -> Any:
-    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     if not exp.searched():
         raise ConfigError("search", "is empty: nothing to tune; add hyperparameters to search, or use `ray-unlearn run`")
     goals = targets(exp.objective)
-    if exp.tune.sampler == "random":
-        sampler = optuna.samplers.RandomSampler(seed=exp.tune.seed)
-    elif len(goals) > 1:
-        sampler = optuna.samplers.NSGAIISampler(seed=exp.tune.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=exp.tune.seed)
+    sampler = make_sampler(exp.tune.sampler, exp.tune.seed, len(goals))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric = [m for m, _ in goals] if len(goals) > 1 else goals[0][0]
     mode = [d for _, d in goals] if len(goals) > 1 else goals[0][1]

@@ -151,7 +151,7 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
     status, message = STATUS_OK, ctx.stopped_reason or ""
     if not all(math.isfinite(metrics[k]) for k in ("retain_psnr", "val_psnr")):
         status, metrics["score"] = STATUS_DIVERGED, WORST_SCORE
-    if status == STATUS_OK and (reason := collapse_message(exp, metrics, refs.retrain_metrics, key="val_psnr", unit=" dB")):
+    if status == STATUS_OK and (reason := collapse_message(exp, metrics, refs.original_metrics, key="val_psnr", unit=" dB")):
         status, metrics["score"], message = STATUS_COLLAPSED, WORST_SCORE, reason
     figures = {"reconstructions.png": reconstruction_grid(original, retrain, model, splits)}
     return TrialResult(metrics, status, message, model, dataclasses.asdict(hp), figures)
