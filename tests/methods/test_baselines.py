@@ -68,7 +68,7 @@ def test_a_wrecked_trial_stops_after_patience_evaluations_no_better_than_chance(
         assert "no better than chance" in result.message
     else:
         assert len(reports) == 8 and result.model is not None, "patience 0 judges only the final model"
-        assert "below the retrain model's" in result.message
+        assert "below the original model's" in result.message
 
 
 @pytest.mark.parametrize("method,fixed", [
