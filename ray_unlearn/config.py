@@ -105,7 +105,8 @@ class ObjectiveConfig:
     forget_weight: float = option(0.0, ge=0.0, help="weight of |UA - UA_retrain| subtracted from the score")
     pareto: tuple[str, ...] = ()
     max_val_drop: float | None = option(
-        10.0, ge=0.0, help="a trial whose val_acc (task i2i: val_psnr, in dB) ends this far below the original model's "
+        10.0, ge=0.0, help="a trial whose val_acc (class-wise forgetting: on the kept classes; task i2i: val_psnr, in dB) ends this "
+                           "far below the original model's "
                            "is marked 'collapsed' and gets the worst score"
     )
     collapse_patience: int = option(

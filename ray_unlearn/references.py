@@ -24,7 +24,7 @@ from .train import OptimSpec, batches, fit, place_model
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when training or evaluation code changes what a cached entry holds
+CACHE_VERSION = 2  # 2: val_r_acc in class-wise metrics. Bump when training or evaluation code changes what a cached entry holds
 
 Progress = Callable[[str, int, int, dict], None]  # (model name, epoch, epochs, logs)
 
