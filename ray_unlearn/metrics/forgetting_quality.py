@@ -190,7 +190,7 @@ def forgetting_quality(epsilons: np.ndarray, n_models: int) -> float:
 
 
 def final_score(
-    forgetting_quality: float,
+    quality: float,
     ra_unlearned: np.ndarray,
     ra_retrained: np.ndarray,
     ta_unlearned: np.ndarray,
@@ -199,7 +199,7 @@ def final_score(
     """F x mean RA_u / mean RA_r x mean TA_u / mean TA_r; accuracies per model."""
     ratio_ra = np.mean(ra_unlearned) / np.mean(ra_retrained)
     ratio_ta = np.mean(ta_unlearned) / np.mean(ta_retrained)
-    return float(forgetting_quality * ratio_ra * ratio_ta)
+    return float(quality * ratio_ra * ratio_ta)
 
 
 def audit_scores(

@@ -6,6 +6,7 @@ google-deepmind/unlearning_evaluation metric.py (run outside the repo).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -171,8 +172,13 @@ def test_final_score_by_hand():
 
 # F from the official metric.py on np.random.RandomState(0): unlearned then
 # retrained, each .normal(size=(N, 40)); "shifted" adds 1 to the unlearned draw.
-OFFICIAL_F_SEED0 = {
-    # filled from /tmp comparison runs of the official code
+# (Both are exact multiples of 1 / (40 x 2^k); ours agreed on every example's ε
+# to 1e-6 relative, the official code's rates being float32.)
+OFFICIAL_F_SEED0 = {  # N: (same, shifted)
+    16: (0.1734375, 0.1015625),
+    32: (0.1734375, 0.06875),
+    64: (0.1671875, 0.03828125),
+    128: (0.1890625, 0.029296875),
 }
 
 # METHODS.md §7: the official code on one Gaussian draw per N (seed unknown)
@@ -188,15 +194,19 @@ def _populations(n_models: int, seed: int, shift: float) -> tuple[np.ndarray, np
     return unlearned, rng.normal(size=(n_models, 40))
 
 
+@functools.cache
+def _quality(n_models: int, seed: int, shift: float) -> float:
+    return audit_scores(*_populations(n_models, seed, shift))["forgetting_quality"]
+
+
 @pytest.mark.parametrize("n_models", sorted(OFFICIAL_F_SEED0))
 def test_matches_the_official_code_on_seeded_draws(n_models):
     for shift, expected in zip((0.0, 1.0), OFFICIAL_F_SEED0[n_models]):
-        unlearned, retrained = _populations(n_models, 0, shift)
-        assert audit_scores(unlearned, retrained)["forgetting_quality"] == pytest.approx(expected, abs=1e-12)
+        assert _quality(n_models, 0, shift) == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize("n_models", sorted(METHODS_F))
 def test_finite_n_figures_of_methods_md(n_models):
     for shift, kind, expected in zip((0.0, 1.0), ("same", "shifted"), METHODS_F[n_models]):
-        scores = [audit_scores(*_populations(n_models, seed, shift))["forgetting_quality"] for seed in range(3)]
+        scores = [_quality(n_models, seed, shift) for seed in range(3)]
         assert np.mean(scores) == pytest.approx(expected, abs=TOLERANCE[kind]), (kind, scores)
