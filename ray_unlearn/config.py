@@ -57,15 +57,18 @@ SHOWN = {
 
 @dataclasses.dataclass(frozen=True)
 class ForgetConfig:
-    kind: Literal["random", "class"] = "random"
-    fraction: float = option(0.1, gt=0.0, lt=1.0, help="share of the train set forgotten (kind: random)")
-    classes: tuple[int, ...] = option((), help="class ids whose train samples are forgotten (kind: class)")
+    kind: Literal["random", "class", "data_level"] = "random"
+    fraction: float = option(0.1, gt=0.0, lt=1.0, help="share of the train set (kind: random) or of each named class "
+                                                        "(kind: data_level) that is forgotten")
+    classes: tuple[int, ...] = option((), help="class ids whose train samples are forgotten (kind: class), or sampled "
+                                               "from (kind: data_level, e.g. [5, 6, 7, 8, 9] with fraction 0.4)")
 
     def __post_init__(self) -> None:
-        if self.kind == "class" and not self.classes:
-            raise ConfigError("data.forget.classes", "is required when kind is 'class' (e.g. classes: [0])", value=None)
+        if self.kind in ("class", "data_level") and not self.classes:
+            example = "classes: [0]" if self.kind == "class" else "classes: [5, 6, 7, 8, 9], fraction: 0.4"
+            raise ConfigError("data.forget.classes", f"is required when kind is '{self.kind}' (e.g. {example})", value=None)
         if self.kind == "random" and self.classes:
-            raise ConfigError("data.forget.classes", "only applies to kind: class; for kind: random give fraction", value=self.classes)
+            raise ConfigError("data.forget.classes", "only applies to kind: class or data_level; for kind: random give fraction", value=self.classes)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,7 +51,7 @@ def load_splits(cfg: "DataConfig") -> Splits:
 def check_forget_classes(cfg: "DataConfig", info: DatasetInfo) -> None:
     """The forget request names classes the loaded dataset has (config validation does this
     for datasets that declare their classes; a lazy one is checked here, once loaded)."""
-    if cfg.forget.kind != "class":
+    if cfg.forget.kind not in ("class", "data_level"):
         return
     for i, c in enumerate(cfg.forget.classes):
         if not 0 <= c < info.num_classes:

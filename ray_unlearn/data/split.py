@@ -78,7 +78,7 @@ def select_forget(
             raise DataError(f"{name}: forget fraction {fraction} of {n} training samples selects none; raise data.forget.fraction")
         gen = torch.Generator().manual_seed(10_007 + seed)  # its own stream, not the split's
         idx = torch.randperm(n, generator=gen)[:n_forget]
-    elif kind == "class":
+    elif kind in ("class", "data_level"):
         present = set(torch.unique(y).tolist())
         for c in classes:
             if c not in present:
@@ -87,8 +87,18 @@ def select_forget(
                     f"{', '.join(map(str, sorted(present)))} (the dataset has {num_classes} classes)"
                 )
         idx = torch.nonzero(torch.isin(y, torch.tensor(list(classes), dtype=y.dtype))).flatten()
+        if kind == "data_level":  # LAF / MixUnlearn protocol: a random `fraction` of each named class
+            gen = torch.Generator().manual_seed(10_007 + seed)
+            picked = []
+            for c in classes:
+                members = torch.nonzero(y == c).flatten()
+                n_c = round(fraction * len(members))
+                if n_c < 1:
+                    raise DataError(f"{name}: forget fraction {fraction} of class {c}'s {len(members)} training samples selects none")
+                picked.append(members[torch.randperm(len(members), generator=gen)[:n_c]])
+            idx = torch.cat(picked)
     else:
-        raise DataError(f"unknown forget kind {kind!r}; allowed: random, class")
+        raise DataError(f"unknown forget kind {kind!r}; allowed: random, class, data_level")
     if len(idx) >= n:
         raise DataError(f"{name}: the forget set is the whole training set ({n} samples); nothing would be retained")
     return torch.sort(idx).values
