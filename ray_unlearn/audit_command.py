@@ -41,7 +41,7 @@ def experiment_of(uri: str | None, run: Mapping[str, Any]) -> Experiment:
 
 
 def audit_sweep(exp: Experiment, refs: Any, runs: Sequence[Mapping[str, Any]], *, uri: str | None, models: int,
-                cache_root: str, address: str | None, device: Any, out: Any = sys.stdout) -> int:
+                cache_root: str, address: str | None, device: Any, forget_seeds: Sequence[int] = (), out: Any = sys.stdout) -> int:
     """Audit `runs` (rows of `ranked_runs`), print the table, log to MLflow; 0, or 1 when the audit is void."""
     import numpy as np
 
@@ -91,8 +91,35 @@ def audit_sweep(exp: Experiment, refs: Any, runs: Sequence[Mapping[str, Any]], *
     print(f"\n{header}\n{text}", file=out)
     if report.void:
         print(f"audit VOID: {report.void}", file=out)
-    log_audit(uri, exp.experiment, entries, parent_id=runs[0].get("parent_id"),
-              table_text=f"{header}\n{text}\n" + (f"audit VOID: {report.void}\n" if report.void else ""),
+    report_text = f"{header}\n{text}\n" + (f"audit VOID: {report.void}\n" if report.void else "")
+    if forget_seeds:
+        report_text += "\n" + confirm_table(exp, configurations, forget_seeds, cache_root, device, out)
+    log_audit(uri, exp.experiment, entries, parent_id=runs[0].get("parent_id"), table_text=report_text,
               table_rows=shown, columns=COLUMNS)
     print("rank by it: ray-unlearn best " + exp.experiment + " --metric audit_score", file=out)
     return 1 if report.void else 0
+
+
+def confirm_table(exp: Experiment, configurations: Sequence[tuple[str, str, Mapping[str, Any]]], seeds: Sequence[int],
+                  cache_root: str, device: Any, out: Any) -> str:
+    """The held-out confirmation (test split, mean ± spread over `seeds`), printed and returned."""
+    from .cache import Store
+    from .confirm import HEADERS, held_out
+
+    rows = held_out(exp, configurations, seeds, Store(cache_root), device,
+                    progress=lambda line: print(f"\r{line:<70}", end="", file=sys.stderr, flush=True))
+    print(file=sys.stderr)
+    text = (f"held-out confirmation: seeds {', '.join(map(str, seeds))} (data split, forget set, models and method "
+            f"seed; never seen by the sweep), test split, mean ± spread\n"
+            + table(rows, ["configuration", *HEADERS.values(), "failed"]))
+    print(f"\n{text}", file=out)
+    return text + "\n"
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError("--forget-seeds", f"expected comma-separated integers such as 1,2,3, got {text!r}", value=text) from None

@@ -59,6 +59,7 @@ Ray tasks and cached, so a second audit trains only what is new. Metrics go onto
 examples:
   ray-unlearn audit search_spaces/mnist1d_amun.yaml                  # top 3, 32 models each
   ray-unlearn audit digits-mixunlearn --top 5 --models 16
+  ray-unlearn audit search_spaces/mnist1d_salun.yaml --forget-seeds 1,2,3  # plus held-out confirmation
   ray-unlearn tune search_spaces/mnist1d_salun.yaml --audit 3         # audit at the end of the sweep
   ray-unlearn best digits-mixunlearn --metric audit_score
 """,
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config=False)
     p.add_argument("--top", type=int, default=3, help="how many of the best configurations (default 3)")
     p.add_argument("--models", type=int, default=32, help="models per population, N (default 32; the challenge used 512)")
+    p.add_argument("--forget-seeds", metavar="S,S,...", help="also re-run each configuration on these held-out seeds "
+                                                             "(data split, forget set, models, method) and report test-split "
+                                                             "mean ± spread, e.g. 1,2,3")
     p.add_argument("--address", help="Ray cluster address (default: start a local instance)")
     p.add_argument("--cache-dir", help="reference and population cache (default: $RAY_UNLEARN_CACHE, else ~/.cache/ray_unlearn)")
     p.add_argument("--device", help="torch device of the driver (default: cuda if available, else cpu)")

@@ -194,7 +194,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit_command import audit_sweep, audited_runs, experiment_of
+    from .audit_command import audit_sweep, audited_runs, experiment_of, parse_seeds
     from .references import prepare
 
     experiment, uri = args.experiment, args.tracking_uri
@@ -208,6 +208,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from .tracking import resolve_uri
 
     uri = resolve_uri(uri)
+    seeds = parse_seeds(args.forget_seeds)
     runs = audited_runs(uri, experiment, args.top)
     exp = experiment_of(uri, runs[0])
     device = _device(args)
@@ -215,7 +216,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     refs, trained = prepare(exp, store, device, progress=EpochBar())
     if trained:
         print(f"trained references {', '.join(trained)}", file=sys.stderr)
-    return audit_sweep(exp, refs, runs, uri=uri, models=args.models, cache_root=str(store.root), address=args.address, device=device)
+    return audit_sweep(exp, refs, runs, uri=uri, models=args.models, cache_root=str(store.root), address=args.address,
+                       device=device, forget_seeds=seeds)
 
 
 BEST_SHOWN = ("val_acc", "forget_acc", "val_psnr", "forget_divergence", "mia_gap", "avg_gap", "test_acc", "test_psnr")

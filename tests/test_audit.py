@@ -35,7 +35,7 @@ def audited(tmp_path_factory, mlflow_server):
     common = ["--tracking-uri", mlflow_server.url, "--cache-dir", str(cache)]
     tuned = run_cli("tune", str(path), *common, "--storage", str(work / "ray_results"), cwd=work)
     assert tuned.returncode == 0, tuned.stdout[-3000:] + tuned.stderr[-3000:]
-    first = run_cli("audit", str(path), "--top", "1", "--models", str(MODELS), *common, cwd=work)
+    first = run_cli("audit", str(path), "--top", "1", "--models", str(MODELS), "--forget-seeds", "1,2", *common, cwd=work)
     second = run_cli("audit", str(path), "--top", "1", "--models", str(MODELS), *common, cwd=work)
     from mlflow.tracking import MlflowClient
 
@@ -87,3 +87,35 @@ def test_population_members_are_cached_under_the_references(audited):
     entries = [p.name for p in audited["cache"].iterdir() if "-audit-" in p.name]
     assert sum("-audit-retrain-" in e for e in entries) == 2 * MODELS
     assert sum("-audit-unlearned-" in e for e in entries) == MODELS
+
+
+def test_held_out_confirmation_reports_mean_and_spread_on_unseen_seeds(audited):
+    out = audited["first"].stdout
+    assert "held-out confirmation: seeds 1, 2" in out
+    table = out[out.index("held-out confirmation"):]
+    for header in ("UA", "RA", "TA", "MIA", "Avg Gap"):
+        assert header in table
+    assert table.count("±") >= 3 * 5, "original, retrain and the configuration: five columns each"
+
+
+def test_held_out_summary_is_mean_and_population_spread():
+    from ray_unlearn.confirm import summarise
+
+    runs = [{"ua": 2.0, "retain_acc": 99.0, "test_acc": 90.0, "test_mia": 10.0, "test_avg_gap": 1.0},
+            {"ua": 4.0, "retain_acc": 97.0, "test_acc": 92.0, "test_mia": 14.0, "test_avg_gap": 3.0, "status": "ok"}]
+    row = summarise("x", runs, 2)
+    assert row["ua_mean"] == 3.0 and row["ua_std"] == 1.0 and row["UA"] == "3.00 ± 1.00"
+    assert row["test_mia_mean"] == 12.0 and row["test_mia_std"] == 2.0 and row["failed"] == 0
+
+
+def test_held_out_seeds_must_differ_from_the_sweeps(digits_refs, cache_dir):
+    import torch
+
+    from ray_unlearn.cache import Store
+    from ray_unlearn.confirm import held_out
+    from ray_unlearn.config import parse_experiment
+    from ray_unlearn.errors import ConfigError
+
+    exp = parse_experiment(digits_config())
+    with pytest.raises(ConfigError, match="held-out seeds must differ"):
+        held_out(exp, [("ft", "finetune", {})], [0, 1], Store(cache_dir), torch.device("cpu"))
