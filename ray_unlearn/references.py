@@ -58,12 +58,22 @@ def reference_key(exp: Experiment, splits: Splits) -> str:
         "content": splits.fingerprint(),  # a changed dataset file under the same config is a new key
         "version": CACHE_VERSION,
         "dataset": d.dataset,
-        "forget": dataclasses.asdict(d.forget),
+        "forget": forget_fields(d.forget),
         "split": {"seed": d.seed, "val": d.val_fraction, "test": d.test_fraction, "max_train": d.max_train},
         "arch": exp.model.arch,
         "train": dataclasses.asdict(t),
     }
     return f"ref-{d.dataset}-{exp.model.arch}-{stable_hash(fields)}"
+
+
+def forget_fields(forget: Any) -> dict[str, Any]:
+    """The forget request as it enters the cache key: a deletion request by its ids' content, not its path."""
+    fields = dataclasses.asdict(forget)
+    if fields.get("file"):
+        from .data.deletion import content_hash
+
+        fields["file"] = content_hash(fields["file"])
+    return fields
 
 
 def resolve_augment(exp: Experiment) -> str:

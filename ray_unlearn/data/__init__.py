@@ -45,6 +45,7 @@ def load_splits(cfg: "DataConfig") -> Splits:
         forget_fraction=cfg.forget.fraction,
         forget_classes=cfg.forget.classes,
         max_train=cfg.max_train,
+        forget_file=cfg.forget.file,
     )
 
 
