@@ -95,7 +95,8 @@ def test_held_out_confirmation_reports_mean_and_spread_on_unseen_seeds(audited):
     table = out[out.index("held-out confirmation"):]
     for header in ("UA", "RA", "TA", "MIA", "Avg Gap"):
         assert header in table
-    assert table.count("±") >= 3 * 5, "original, retrain and the configuration: five columns each"
+    assert "original (no unlearning)" in table and "retrain vs retrain (noise floor)" in table
+    assert table.count("±") >= 3 * 5, "original, the noise floor and the configuration: five columns each"
 
 
 def test_held_out_summary_is_mean_and_population_spread():
