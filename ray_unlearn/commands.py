@@ -184,7 +184,40 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"look at it:  ray-unlearn ui --tracking-uri {tracker.uri}   then open")
     print(f"runs table:  {summary.link}")
     print(f"export best: ray-unlearn best {exp.experiment} --tracking-uri {tracker.uri} --export best.yaml")
+    if args.audit:
+        from .audit_command import audit_sweep, audited_runs
+
+        runs = audited_runs(tracker.uri, exp.experiment, args.audit)
+        return audit_sweep(exp, refs, runs, uri=tracker.uri, models=args.audit_models, cache_root=str(sweep.store.root),
+                           address=args.address, device=_device(args))
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit_command import audit_sweep, audited_runs, experiment_of, parse_seeds
+    from .references import prepare
+
+    experiment, uri = args.experiment, args.tracking_uri
+    if experiment.endswith((".yaml", ".yml")) or Path(experiment).is_file():
+        named = load_experiment(experiment)
+        experiment, uri = named.experiment, uri or named.tracking.uri
+    if args.top < 1:
+        raise ConfigError("--top", f"must be >= 1, got {args.top}", value=args.top)
+    if args.models < 4:
+        raise ConfigError("--models", f"an audit needs at least 4 models per population, got {args.models}", value=args.models)
+    from .tracking import resolve_uri
+
+    uri = resolve_uri(uri)
+    seeds = parse_seeds(args.forget_seeds)
+    runs = audited_runs(uri, experiment, args.top)
+    exp = experiment_of(uri, runs[0])
+    device = _device(args)
+    store = _store(args)
+    refs, trained = prepare(exp, store, device, progress=EpochBar())
+    if trained:
+        print(f"trained references {', '.join(trained)}", file=sys.stderr)
+    return audit_sweep(exp, refs, runs, uri=uri, models=args.models, cache_root=str(store.root), address=args.address,
+                       device=device, forget_seeds=seeds)
 
 
 BEST_SHOWN = ("val_acc", "forget_acc", "val_psnr", "forget_divergence", "mia_gap", "avg_gap", "test_acc", "test_psnr")

@@ -34,6 +34,11 @@ METRIC_DIRECTIONS = {
     "test_mia_gap": "min",
     "test_avg_gap": "min",
     "seconds": "min",
+    # the audit (`ray-unlearn audit`), written onto audited runs
+    "audit_score": "max",
+    "audit_forget_quality": "max",
+    "audit_quality_ratio": "max",
+    "audit_auc": "min",
     # task: i2i
     "val_psnr": "max",
     "retain_psnr": "max",

@@ -446,3 +446,56 @@ def collect_rows(exp: Experiment, grid: Any) -> list[dict[str, Any]]:
         rows.append(row)
     rows.sort(key=lambda r: (r["status"] in ("ok", "stopped"), r["score"]), reverse=True)
     return rows
+
+
+# --- audit populations ----------------------------------------------------------------------
+
+def _train_member(exp: Experiment, refs: References, member: Any, cache_root: str) -> tuple[Any, bool]:
+    """One audit population model in a Ray worker (trained, or read from the shared cache)."""
+    import torch
+
+    from .audit import member_stats
+    from .cache import Store
+
+    torch.set_num_threads(max(1, int(exp.tune.resources.cpu)))
+    return member_stats(exp, refs, member, Store(cache_root), trial_device(exp.tune.resources.gpu))
+
+
+def population_runner(address: str | None = None, progress: Any = None) -> Any:
+    """An audit `Runner` that trains the missing population models as Ray tasks with the sweep's
+    resources (`tune.resources`: fractional GPUs pack several on one device), members already in
+    the cache are read on the driver."""
+
+    def run(exp: Experiment, refs: References, members: Sequence[Any], cache_root: str) -> list[Any]:
+        import ray
+
+        from .cache import Store
+
+        store = Store(cache_root)
+        out: list[Any] = [None] * len(members)
+        missing = []
+        for i, m in enumerate(members):
+            found = store.get(m.key(refs.key, exp), ["stats"])
+            if found is not None:
+                out[i] = found[0]["stats"]
+            else:
+                missing.append(i)
+        if not missing:
+            return out
+        ensure_ray(address)
+        res = exp.tune.resources
+        task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=2)(_train_member)
+        exp_ref, refs_ref = ray.put(exp), ray.put(refs)
+        pending = {task.remote(exp_ref, refs_ref, members[i], cache_root): i for i in missing}
+        done = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                out[i], _trained = ray.get(ref)
+                done += 1
+                if progress is not None:
+                    progress(done, len(missing), members[i])
+        return out
+
+    return run
