@@ -48,6 +48,8 @@ NOTE = "mlflow.note.content"
 DEFAULT_URI = "sqlite:///mlflow.db"
 # MLflow prints "View run ... at: http://..." for every run it ends against a server; ours prints one link.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# ... and a progress bar for every artifact it downloads (a run's config.yaml for `best --export`, `audit`).
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_uri(uri: str | None) -> str:
