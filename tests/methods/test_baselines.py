@@ -164,6 +164,7 @@ def test_salun_mask_keeps_the_stated_fraction_and_frozen_weights_stay_bit_identi
     assert ctx.extras["mask_density"] == pytest.approx(0.3, abs=1e-3)
     original = digits_refs.model("original", torch.device("cpu"))
     assert quick_params("salun").batch_size == 256, "SalUn's official batch size"
+    assert quick_params("amun").batch_size == 128 and quick_params("amun_salun").batch_size == 128, "AMUN's"
     mask = SaliencyMask(original, digits_refs.splits.forget, 0.3, 256)
     moved = 0
     for p_new, p_old, m in zip(model.parameters(), original.parameters(), mask.masks):

@@ -98,6 +98,22 @@ def test_gradient_ascent_step_descends_on_minus_forget_ce():
     assert_same_weights(got, want)
 
 
+def test_gradient_ascent_clips_the_gradient_norm_at_10():
+    data = tiny_data()
+    data.forget.x.mul_(100.0)  # a gradient norm far above 10
+    model = linear_model()
+    got = run("gradient_ascent", model, data, lr=LR, epochs=1, batch_size=64)
+    want = copy.deepcopy(model).train()
+    opt = torch.optim.SGD(want.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
+    (-F.cross_entropy(want(data.forget.x), data.forget.y)).backward()
+    norm = torch.cat([p.grad.flatten() for p in want.parameters()]).norm()
+    assert norm > 20
+    for p in want.parameters():
+        p.grad.mul_(10.0 / (norm + 1e-6))
+    opt.step()
+    assert_same_weights(got, want)
+
+
 def test_neggrad_plus_step_is_beta_retain_ce_minus_one_minus_beta_forget_ce():
     data = tiny_data()
     model = linear_model()
@@ -180,9 +196,9 @@ def record_lrs(name: str, model: nn.Module, data: UnlearnData, **values) -> list
 
 
 def test_scrub_lr_is_divided_by_10_after_epochs_3_5_and_9():
-    lrs = record_lrs("scrub", linear_model(), tiny_data(), msteps=2, epochs=10, lr=0.01, batch_size=64, forget_batch_size=64)
+    lrs = record_lrs("scrub", linear_model(), tiny_data(), msteps=2, epochs=10, lr=0.01, batch_size=64, forget_batch_size=2)
     decays = [sum(e > m for m in (3, 5, 9)) for e in range(1, 11)]
-    assert [len(e) for e in lrs] == [2, 2] + [1] * 8, "one max + one min step in epochs 1-2, then min steps only"
+    assert [len(e) for e in lrs] == [4, 4] + [1] * 8, "3 max steps (6 forget rows, batch 2) + 1 min step in epochs 1-2, then min steps only"
     for e, (step_lrs, k) in enumerate(zip(lrs, decays), start=1):
         assert step_lrs == pytest.approx([0.01 * 0.1**k] * len(step_lrs), rel=1e-9), f"epoch {e}"
 
@@ -374,3 +390,15 @@ def test_predict_logits_is_float32_inside_a_bf16_autocast_region():
         got = predict_logits(model, x)
     assert got.dtype == torch.float32
     assert torch.equal(got, want)
+
+
+def test_predict_logits_uses_eval_mode_and_restores_the_callers_mode():
+    model = bn_model()  # train mode, running statistics far from the batch's
+    x = torch.randn(16, 4)
+    before = copy.deepcopy(model.state_dict())
+    want = copy.deepcopy(model).eval()(x).detach()
+    got = predict_logits(model, x)
+    assert torch.allclose(got, want, atol=1e-6, rtol=0)
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
