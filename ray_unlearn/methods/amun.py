@@ -22,7 +22,7 @@ from .base import Context, Method, SGDParams, UnlearnData
 from .saliency import SaliencyMask
 
 
-ATTACK_VERSION = 2  # bump when the attack changes what a memoised adversarial set holds
+ATTACK_VERSION = 3  # bump when the attack changes what a memoised adversarial set holds (3: random steps where the gradient vanishes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Amun(Method):
             adv_mean_epsilon=adv.epsilon.mean().item(),
             adv_mean_distance=adv.distance.mean().item(),
             adv_found_fraction=adv.found.float().mean().item(),
+            adv_random_step_samples=float((adv.random_steps > 0).sum()),
         )
         real = data.forget if data.retain is None else data.retain.concat(data.forget)
         train = real.concat(adv.training_set())

@@ -15,6 +15,8 @@ from .saliency import SaliencyMask
 
 @dataclasses.dataclass(frozen=True)
 class SalUnParams(RandomLabelParams):
+    # SalUn's official default (`--batch_size 256`), also used for the saliency pass; AMUN's code uses 128.
+    batch_size: int = hp(256, ge=1, help="mini-batch size (RL passes and the saliency pass)")
     lr: float = hp(0.013, gt=0.0, low=1e-3, high=5e-2, log=True, help="SGD learning rate")
     mask_ratio: float = hp(0.5, gt=0.0, le=1.0, low=0.1, high=0.9, help="fraction r of weights (by saliency) that may change")
 
