@@ -8,26 +8,14 @@ max pass over D_f minimising -mean d; then a min pass over D_r minimising gamma*
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hparams import hp
 from ..train import batches, make_optimizer, train_epoch
-from .base import Context, Method, SGDParams, UnlearnData
-
-
-@dataclasses.dataclass(frozen=True)
-class ScrubParams(SGDParams):
-    lr: float = hp(5e-4, gt=0.0, low=1e-5, high=1e-2, log=True, help="SGD learning rate")
-    msteps: int = hp(2, ge=0, low=1, high=5, help="epochs that start with a max (forget) pass: the ascent steps")
-    epochs: int = hp(3, ge=1, low=2, high=10, help="epochs E (each ends with a min pass over the retain set)")
-    alpha: float = hp(1e-3, ge=0.0, low=1e-3, high=1.0, log=True, help="weight of the distillation term on the retain set")
-    gamma: float = hp(0.99, ge=0.0, low=0.5, high=1.0, help="weight of the CE term on the retain set")
-    temperature: float = hp(4.0, gt=0.0, grid=(1.0, 2.0, 4.0), help="distillation temperature T")
-    forget_batch_size: int = hp(32, ge=1, help="batch size of the max passes")
+from .base import Context, Method, UnlearnData
+from .params import ScrubParams
 
 
 def distill_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
