@@ -95,11 +95,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    exp = load(args)  # before anything imports torch: a bad file is answered at once
     from .cache import Store
     from .tasks import get_task
     from .trial import run_repeats
 
-    exp = load(args)
     start = exp.start_point()  # a multi-method file is refused here: `run` takes one method
     hp = exp.method_params(start)
     unset = sorted(set(exp.search) - set(start))
@@ -149,10 +149,10 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    exp = load(args)  # before anything imports torch: a bad file is answered at once
     from .objective import describe
     from .workflow import Sweep
 
-    exp = load(args)
     if args.num_samples is not None and args.num_samples < 1:
         raise ConfigError("--num-samples", f"must be >= 1, got {args.num_samples}")
     sweep = Sweep(exp, tracking_uri=_tracking_uri(args, exp), storage=_storage(args), store=_store(args),

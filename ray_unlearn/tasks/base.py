@@ -31,8 +31,8 @@ class Task(abc.ABC):
     reference_columns: ClassVar[tuple[str, ...]]  # what the reference table shows per model
     rank_columns: ClassVar[tuple[str, ...]]  # what the ranked trials table shows after rank/run_name/status/score
     # what `best` shows of a run's metrics: (selection figures, test figures), around the shared mia_gap and avg_gap
-    best_columns: ClassVar[tuple[tuple[str, ...], tuple[str, ...]]]
-    spread_metrics: ClassVar[tuple[str, ...]]  # figures whose spread over tune.repeats is reported as `<name>_std`
+    best_columns: ClassVar[tuple[tuple[str, ...], tuple[str, ...]]] = ((), ())
+    spread_metrics: ClassVar[tuple[str, ...]] = ("score",)  # figures whose spread over tune.repeats is reported as `<name>_std`
     sections: ClassVar[Mapping[str, type]] = {}  # extra top-level YAML sections it reads (name -> dataclass)
 
     @abc.abstractmethod
