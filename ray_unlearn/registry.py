@@ -6,14 +6,11 @@ validation and `ray-unlearn methods` read); a `Method` class is imported when it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ConfigError
 from .methods.entry import MethodEntry
 from .tasks import all_tasks
-
-if TYPE_CHECKING:
-    from .methods.base import Method
 
 
 def _catalog() -> dict[str, MethodEntry]:
@@ -29,7 +26,8 @@ def _catalog() -> dict[str, MethodEntry]:
 CATALOG: dict[str, MethodEntry] = _catalog()
 
 
-def get_method(name: str) -> "Method":
+def get_method(name: str) -> Any:
+    """A fresh instance of method `name` (a methods.base.Method); imports its module now."""
     try:
         return CATALOG[name].load()()
     except KeyError:

@@ -17,7 +17,7 @@ from .config import Experiment
 from .errors import MethodError
 from .methods.base import Memo
 from .tasks import get_task
-from .tasks.guards import Report
+from .tasks.base import Report
 from .tasks.outcome import STATUS_OK, TrialResult
 
 logger = logging.getLogger(__name__)

@@ -8,12 +8,7 @@ the method runs. tests/methods/test_contract.py checks every entry against its c
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
-
 from ..lazy import load
-
-if TYPE_CHECKING:
-    from .base import Method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +21,6 @@ class MethodEntry:
     paper: str
     uses_retain: bool = True
 
-    def load(self) -> type["Method"]:
-        """The Method class (imports its module, and torch, now)."""
+    def load(self) -> type:
+        """The `methods.base.Method` subclass (imports its module, and torch, now)."""
         return load(self.target)

@@ -13,17 +13,17 @@ import abc
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 if TYPE_CHECKING:
-    from ..methods.entry import MethodEntry
     from .outcome import TrialResult
 
 Progress = Callable[[str, int, int, dict], None]  # (reference model name, epoch, epochs, logs)
+Report = Callable[[dict[str, Any]], None]  # a trial's per-epoch metrics, to Tune or a progress bar
 
 
 class Task(abc.ABC):
     """One kind of unlearning: its methods, accepted data and models, references, trials and vocabulary."""
 
     name: ClassVar[str]
-    methods: ClassVar[Mapping[str, "MethodEntry"]]  # its methods by name (torch-free catalog)
+    methods: ClassVar[Mapping[str, Any]]  # its methods by name: methods.entry.MethodEntry (torch-free catalog)
     retained: ClassVar[tuple[str, ...]]  # objective.retained choices; the first is the default
     forget_gap: ClassVar[str]  # the metric objective.forget_weight multiplies
     metric_directions: ClassVar[Mapping[str, str]]  # its own metrics beside the shared vocabulary: "max" | "min"
@@ -48,7 +48,7 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def run_trial(self, exp: Any, refs: Any, sampled: Mapping[str, Any], *, seed: int, device: Any,
-                  report: Callable[[dict], None] | None = None, memo: Any = None,
+                  report: Report | None = None, memo: Any = None,
                   budget_seconds: float | None = None) -> "TrialResult":
         """Run the method a trial config names on `refs` and evaluate it against the retrain model:
         metrics (with `score`), status, and the figures the trial's MLflow run receives."""

@@ -15,15 +15,13 @@ import torch
 from torch import nn
 
 from ..objective import WORST_SCORE
+from .base import Report
 from .outcome import STATUS_COLLAPSED, TrialCollapsed, TrialResult
 
 if TYPE_CHECKING:
     from ..config import Experiment
 
 logger = logging.getLogger(__name__)
-
-Report = Callable[[dict[str, Any]], None]
-
 
 def collapse_message(exp: "Experiment", metrics: Mapping[str, float], original: Mapping[str, float], key: str = "val_acc", unit: str = "") -> str | None:
     """Why `metrics` count as collapsed (`key` more than objective.max_val_drop below the original's), or None.
