@@ -34,15 +34,26 @@ METRIC_DIRECTIONS = _metric_directions()
 
 @dataclasses.dataclass(frozen=True)
 class ForgetConfig:
-    kind: Literal["random", "class"] = "random"
-    fraction: float = option(0.1, gt=0.0, lt=1.0, help="share of the train set forgotten (kind: random)")
-    classes: tuple[int, ...] = option((), help="class ids whose train samples are forgotten (kind: class)")
+    kind: Literal["random", "class", "data_level", "ids"] = "random"
+    fraction: float = option(0.1, gt=0.0, lt=1.0, help="share of the train set (kind: random) or of each named class "
+                                                        "(kind: data_level) that is forgotten")
+    classes: tuple[int, ...] = option((), help="class ids whose train samples are forgotten (kind: class), or sampled "
+                                               "from (kind: data_level, e.g. [5, 6, 7, 8, 9] with fraction 0.4)")
+
+    file: str | None = option(None, help="kind: ids - a deletion request: one train-split index per line (image_folder: "
+                                         "one image path relative to data.root per line); a relative path is read from "
+                                         "the YAML file's directory")
 
     def __post_init__(self) -> None:
-        if self.kind == "class" and not self.classes:
-            raise ConfigError("data.forget.classes", "is required when kind is 'class' (e.g. classes: [0])", value=None)
+        if self.kind == "ids" and not self.file:
+            raise ConfigError("data.forget.file", "is required when kind is 'ids' (e.g. file: deletion_request.txt)", value=None)
+        if self.kind != "ids" and self.file:
+            raise ConfigError("data.forget.file", f"only applies to kind: ids, not kind: {self.kind}", value=self.file)
+        if self.kind in ("class", "data_level") and not self.classes:
+            example = "classes: [0]" if self.kind == "class" else "classes: [5, 6, 7, 8, 9], fraction: 0.4"
+            raise ConfigError("data.forget.classes", f"is required when kind is '{self.kind}' (e.g. {example})", value=None)
         if self.kind == "random" and self.classes:
-            raise ConfigError("data.forget.classes", "only applies to kind: class; for kind: random give fraction", value=self.classes)
+            raise ConfigError("data.forget.classes", "only applies to kind: class or data_level; for kind: random give fraction", value=self.classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +98,8 @@ class ObjectiveConfig:
     forget_weight: float = option(0.0, ge=0.0, help="weight of |UA - UA_retrain| subtracted from the score")
     pareto: tuple[str, ...] = ()
     max_val_drop: float | None = option(
-        10.0, ge=0.0, help="a trial whose val_acc (task i2i: val_psnr, in dB) ends this far below the original model's "
+        10.0, ge=0.0, help="a trial whose val_acc (class-wise forgetting: on the kept classes; task i2i: val_psnr, in dB) ends this "
+                           "far below the original model's "
                            "is marked 'collapsed' and gets the worst score"
     )
     collapse_patience: int = option(
@@ -299,7 +311,17 @@ def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> E
     source = str(path)
     raw = read_yaml(Path(path))
     raw = apply_overrides(raw, overrides, source=source)
-    return parse_experiment(raw, source=source)
+    return parse_experiment(_relative_to(raw, Path(path).parent), source=source)
+
+
+def _relative_to(raw: Any, folder: Path) -> Any:
+    """A deletion request's relative `data.forget.file` is read from the YAML file's folder (made absolute here,
+    so a run's logged config and `best --export` still find it)."""
+    forget = raw.get("data", {}).get("forget") if isinstance(raw, dict) and isinstance(raw.get("data"), dict) else None
+    if isinstance(forget, dict) and isinstance(forget.get("file"), str) and not Path(forget["file"]).expanduser().is_absolute():
+        forget = {**forget, "file": str((folder / forget["file"]).resolve())}
+        raw = {**raw, "data": {**raw["data"], "forget": forget}}
+    return raw
 
 
 def read_yaml(path: Path) -> Any:

@@ -24,3 +24,8 @@ def prepare(
     a cache hit), so callers and tests can tell a hit from a rebuild.
     """
     return get_task(exp.task).prepare(exp, store, device, progress, splits)
+
+
+def reference_key(exp: Experiment, splits: Any) -> str:
+    """The key `prepare` stores the references under: a hash of exactly the fields they depend on."""
+    return get_task(exp.task).reference_key(exp, splits)

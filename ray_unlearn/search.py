@@ -339,13 +339,7 @@ class MethodChoiceSpace:
     def __call__(self, trial: Any) -> None:
         method = trial.suggest_categorical("method", [m.name for m in self.exp.methods])
         for key, dim in self.exp.spec(method).search.items():
-            name = f"{method}.{key}"
-            if dim.kind == "categorical":
-                trial.suggest_categorical(name, list(dim.choices))
-            elif dim.kind == "int":
-                trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1))
-            else:
-                trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log, step=dim.step)
+            dim.suggest(trial, f"{method}.{key}")
 
 
 def build_scheduler(exp: Experiment) -> Any:

@@ -10,8 +10,7 @@ import torch
 from ray_unlearn.cache import Store
 from ray_unlearn.config import parse_experiment
 from ray_unlearn.data import load_splits
-from ray_unlearn.references import prepare
-from ray_unlearn.tasks.classification.references import reference_key
+from ray_unlearn.references import prepare, reference_key
 
 from .conftest import digits_config
 

@@ -41,6 +41,9 @@ class ToyTask(Task):
             raise ConfigError("model.arch", f"task toy fits nearest centroids: write arch: centroids, got {model.arch!r}",
                               value=model.arch)
 
+    def reference_key(self, exp, splits):
+        return "toy-ref"
+
     def prepare(self, exp, store, device, progress=None, splits=None):
         from .run import prepare
 

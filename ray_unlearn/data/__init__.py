@@ -31,6 +31,7 @@ def load_splits(cfg: Any) -> "Splits":
         forget_fraction=cfg.forget.fraction,
         forget_classes=cfg.forget.classes,
         max_train=cfg.max_train,
+        forget_file=cfg.forget.file,
     )
 
 
@@ -39,7 +40,7 @@ def check_forget_classes(cfg: Any, info: "DatasetInfo") -> None:
     for datasets that declare their classes; a lazy one is checked here, once loaded)."""
     from ..errors import DataError
 
-    if cfg.forget.kind != "class":
+    if cfg.forget.kind not in ("class", "data_level"):
         return
     for i, c in enumerate(cfg.forget.classes):
         if not 0 <= c < info.num_classes:

@@ -48,6 +48,9 @@ class RawDataset:
     info: DatasetInfo
     train: TensorSet
     test: TensorSet | None
+    # per-row names of `train` where samples have them (image_folder: paths relative to data.root),
+    # so a deletion request can name them
+    names: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass

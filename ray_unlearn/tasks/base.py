@@ -40,6 +40,10 @@ class Task(abc.ABC):
         """Raise ConfigError unless this task accepts the dataset (`info`, a DatasetInfo) and `model.arch`."""
 
     @abc.abstractmethod
+    def reference_key(self, exp: Any, splits: Any) -> str:
+        """The cache key of the references: a hash of exactly what they depend on (not the method, nor the objective)."""
+
+    @abc.abstractmethod
     def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None,
                 splits: Any = None) -> tuple[Any, list[str]]:
         """Load the reference models (original, retrain) and their metrics from `store`, training what is

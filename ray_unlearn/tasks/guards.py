@@ -26,10 +26,14 @@ logger = logging.getLogger(__name__)
 def collapse_message(exp: "Experiment", metrics: Mapping[str, float], original: Mapping[str, float], key: str = "val_acc", unit: str = "") -> str | None:
     """Why `metrics` count as collapsed (`key` more than objective.max_val_drop below the original's), or None.
 
-    METHODS.md §7 prunes against the *original* model: for class-wise forgetting the retrain
-    model's val_acc is itself ~10 points lower (the forgotten class), and a threshold relative
-    to it would let through models that lost another tenth of their accuracy.
+    METHODS.md §7 prunes against the *original* model's val_acc. For class-wise forgetting the
+    comparison is on the kept classes (`val_r_acc`): there the retrain model's val_acc is itself
+    ~10 points below the original's (the forgotten class is gone), so a literal reading would
+    prune the ideal result, and a threshold relative to the retrain model (the old rule) would
+    let through models that lost another tenth of their accuracy on what they should keep.
     """
+    if key == "val_acc" and "val_r_acc" in metrics and "val_r_acc" in original:
+        key = "val_r_acc"
     drop = exp.objective.max_val_drop
     if drop is None or not metrics[key] < original[key] - drop:
         return None

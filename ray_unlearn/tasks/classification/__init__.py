@@ -57,6 +57,11 @@ class ClassificationTask(Task):
             if not 0 <= c < info.num_classes:
                 raise ConfigError(f"data.forget.classes[{i}]", f"class {c} does not exist; {data.dataset} has classes 0..{info.num_classes - 1}", value=c)
 
+    def reference_key(self, exp: Any, splits: Any) -> str:
+        from .references import reference_key
+
+        return reference_key(exp, splits)
+
     def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None, splits: Any = None) -> tuple[Any, list[str]]:
         from .references import prepare
 

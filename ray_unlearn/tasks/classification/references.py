@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when training or evaluation code changes what a cached entry holds
+CACHE_VERSION = 2  # 2: val_r_acc in class-wise metrics. Bump when training or evaluation code changes what a cached entry holds
 
 Progress = Callable[[str, int, int, dict], None]  # (model name, epoch, epochs, logs)
 
@@ -62,12 +62,22 @@ def reference_key(exp: "Experiment", splits: Splits) -> str:
         "content": splits.fingerprint(),  # a changed dataset file under the same config is a new key
         "version": CACHE_VERSION,
         "dataset": d.dataset,
-        "forget": dataclasses.asdict(d.forget),
+        "forget": forget_fields(d.forget),
         "split": {"seed": d.seed, "val": d.val_fraction, "test": d.test_fraction, "max_train": d.max_train},
         "arch": exp.model.arch,
         "train": dataclasses.asdict(t),
     }
     return f"ref-{d.dataset}-{exp.model.arch}-{stable_hash(fields)}"
+
+
+def forget_fields(forget: Any) -> dict[str, Any]:
+    """The forget request as it enters the cache key: a deletion request by its ids' content, not its path."""
+    fields = dataclasses.asdict(forget)
+    if fields.get("file"):
+        from ...data.deletion import content_hash
+
+        fields["file"] = content_hash(fields["file"])
+    return fields
 
 
 def resolve_augment(exp: "Experiment") -> str:

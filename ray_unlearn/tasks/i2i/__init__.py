@@ -57,6 +57,11 @@ class I2ITask(Task):
         if len(info.input_shape) != 3:
             raise ConfigError("data.dataset", f"task i2i needs images; {data.dataset} gives shape {info.input_shape}", value=data.dataset)
 
+    def reference_key(self, exp: Any, splits: Any) -> str:
+        from .references import reference_key
+
+        return reference_key(exp, splits)
+
     def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None, splits: Any = None) -> tuple[Any, list[str]]:
         from .references import prepare_references
 

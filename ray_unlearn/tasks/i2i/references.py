@@ -61,6 +61,10 @@ def backdoor_of(exp: Any) -> Backdoor | None:
     return Backdoor(fraction=exp.i2i.backdoor_fraction, seed=exp.data.seed) if exp.i2i.backdoor else None
 
 
+def reference_key(exp: Any, splits: Splits) -> str:
+    return i2i_reference_key(splits, recipe_of(exp), backdoor_of(exp))
+
+
 def prepare_references(exp: Any, store: Store, device: torch.device, progress: Callable | None = None,
                        splits: Splits | None = None) -> tuple[I2IReferenceSet, list[str]]:
     splits = splits if splits is not None else load_splits(exp.data)
