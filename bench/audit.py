@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ray_unlearn.audit import Member, audit, sequential_runner
+from ray_unlearn.tasks.classification.audit import Member, audit, sequential_runner
 from ray_unlearn.cache import Store, default_cache_dir
 from ray_unlearn.config import load_experiment
 from ray_unlearn.confirm import held_out

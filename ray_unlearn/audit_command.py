@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from .config import Experiment, parse_experiment, parse_yaml_text
 from .errors import ConfigError, TrackingError
 from .progress import table
+from .tasks import get_task
 
 COLUMNS = ["rank", "configuration", "method", "sweep_score", "audit_forget_quality", "audit_ceiling",
            "audit_quality_ratio", "audit_score", "audit_auc", "audit_retain_acc", "audit_test_acc"]
@@ -45,7 +46,6 @@ def audit_sweep(exp: Experiment, refs: Any, runs: Sequence[Mapping[str, Any]], *
     """Audit `runs` (rows of `ranked_runs`), print the table, log to MLflow; 0, or 1 when the audit is void."""
     import numpy as np
 
-    from .audit import audit
     from .plots import epsilon_histogram
     from .search import population_runner
     from .tracking import log_audit
@@ -59,8 +59,8 @@ def audit_sweep(exp: Experiment, refs: Any, runs: Sequence[Mapping[str, Any]], *
         print(f"\raudit: trained {done}/{missing} population models ({member.kind}, seed {member.seed})", end="", file=sys.stderr, flush=True)
 
     configurations = [(r["run_name"], r["method"], r["hyperparameters"]) for r in runs]
-    report = audit(exp, refs, configurations, models=models, cache_root=cache_root,
-                   runner=population_runner(address, progress), device=device)
+    report = get_task(exp.task).audit(exp, refs, configurations, models=models, cache_root=cache_root,
+                                      runner=population_runner(address, progress), device=device)
     if total[0]:
         print(file=sys.stderr)
     rows = []

@@ -36,10 +36,10 @@ if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":  # the result grid t
 import optuna  # noqa: E402
 from ray import tune  # noqa: E402
 
-from .config import SHOWN, Experiment
+from .config import Experiment
 from .errors import ConfigError
 from .objective import WORST_SCORE, targets
-from .references import References
+from .tasks import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def trial_device(gpu: float) -> "Any":
 INFO_KEYS = ("status", "message", "device", "cuda_visible_devices", "node_id", "trial_started", "trial_finished")
 
 
-def _trainable(config: dict, *, exp: Experiment, refs: References, cache_root: str) -> None:
+def _trainable(config: dict, *, exp: Experiment, refs: Any, cache_root: str) -> None:
     """One Tune trial: the plain-PyTorch trial with per-epoch reports to Tune.
 
     The trial's own files (final metrics, per-epoch history, optionally the
@@ -152,7 +152,7 @@ class _ProgressCallback(tune.Callback):
         score = result.get("score")
         if isinstance(score, (int, float)) and status in ("ok", "stopped"):
             self.best = max(self.best, score)
-        keys = ("score", *SHOWN[self.exp.task][0])
+        keys = ("score", *get_task(self.exp.task).trial_columns)
         shown = "  ".join(f"{k} {result[k]:.2f}" for k in keys if isinstance(result.get(k), (int, float)))
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(trial.config.items()))
         best = f"  best {self.best:.2f}" if math.isfinite(self.best) else ""
@@ -359,7 +359,7 @@ def build_scheduler(exp: Experiment) -> Any:
 
 def run_sweep(
     exp: Experiment,
-    refs: References,
+    refs: Any,
     *,
     tracker: Any,
     storage_path: str,
@@ -454,11 +454,11 @@ def _train_member(exp: Experiment, refs: References, member: Any, cache_root: st
     """One audit population model in a Ray worker (trained, or read from the shared cache)."""
     import torch
 
-    from .audit import member_stats
     from .cache import Store
+    from .tasks import get_task
 
     torch.set_num_threads(max(1, int(exp.tune.resources.cpu)))
-    return member_stats(exp, refs, member, Store(cache_root), trial_device(exp.tune.resources.gpu))
+    return get_task(exp.task).audit_member(exp, refs, member, Store(cache_root), trial_device(exp.tune.resources.gpu))
 
 
 def population_runner(address: str | None = None, progress: Any = None) -> Any:

@@ -23,8 +23,7 @@ import torch
 
 from ..errors import DataError
 from .base import DatasetInfo, RawDataset, TensorSet
-
-IMAGE_FOLDER = DatasetInfo("image_folder", num_classes=-1, input_shape=(-1, -1, -1), input_range=(0.0, 1.0))
+from .info import IMAGE_FOLDER
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 

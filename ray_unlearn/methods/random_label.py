@@ -11,7 +11,6 @@ memorise, which moved MIA-efficacy by 5-12 points here.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Callable, Iterator
 
@@ -19,17 +18,9 @@ import torch
 from torch import nn
 
 from ..data.base import TensorSet
-from ..hparams import hp
 from ..train import batches, fit
-from .base import Context, Method, SGDParams, UnlearnData
-
-
-@dataclasses.dataclass(frozen=True)
-class RandomLabelParams(SGDParams):
-    lr: float = hp(0.01, gt=0.0, low=1e-3, high=5e-2, log=True, help="SGD learning rate")
-    epochs: int = hp(10, ge=1, low=5, high=15, help="epochs (each: forget pass + retain pass, or one mixed pass)")
-    exclude_true: bool = hp(False, help="draw random labels different from the true one")
-    mode: str = hp("sequential", choices=("sequential", "mixed"), help="sequential (SalUn) or mixed (AMUN) passes")
+from .base import Context, Method, UnlearnData
+from .params import RandomLabelParams
 
 
 def random_labels(y: torch.Tensor, num_classes: int, exclude_true: bool, generator: torch.Generator) -> torch.Tensor:

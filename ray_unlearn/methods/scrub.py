@@ -13,28 +13,14 @@ lr/10, 6-9 at lr/100, 10+ at lr/1000 (the CIFAR default of E = 3 never reaches o
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hparams import hp
 from ..train import batches, make_optimizer, train_epoch
-from .base import Context, Method, SGDParams, UnlearnData
-
-
-@dataclasses.dataclass(frozen=True)
-class ScrubParams(SGDParams):
-    lr: float = hp(5e-4, gt=0.0, low=1e-5, high=1e-2, log=True, help="SGD learning rate")
-    msteps: int = hp(2, ge=0, low=1, high=5, help="epochs that start with a max (forget) pass: the ascent steps")
-    epochs: int = hp(3, ge=1, low=2, high=10, help="epochs E (each ends with a min pass over the retain set)")
-    alpha: float = hp(1e-3, ge=0.0, low=1e-3, high=1.0, log=True, help="weight of the distillation term on the retain set")
-    gamma: float = hp(0.99, ge=0.0, low=0.5, high=1.0, help="weight of the CE term on the retain set")
-    temperature: float = hp(4.0, gt=0.0, grid=(1.0, 2.0, 4.0), help="distillation temperature T")
-    forget_batch_size: int = hp(32, ge=1, help="batch size of the max passes")
-    lr_milestones: tuple[int, ...] = hp((3, 5, 9), ge=1, help="epochs after which lr is multiplied by 0.1 (official lr_decay_epochs)")
-
+from .base import Context, Method, UnlearnData
+from .params import ScrubParams
 
 LR_DECAY_RATE = 0.1  # official `lr_decay_rate`
 

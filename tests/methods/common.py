@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from ray_unlearn.methods import METHODS, Context, UnlearnData
-from ray_unlearn.references import References
+from ray_unlearn.tasks.classification.references import References
 
 
 def unlearn_data(refs: References) -> UnlearnData:

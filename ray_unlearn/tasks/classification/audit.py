@@ -13,7 +13,7 @@ Each population model is trained once and cached content-addressed in the refere
 what the audit reads: forget-set logits, retain and test accuracy); the retrain population is
 shared by every configuration and every later audit of the same data, forget set and recipe.
 Training runs through a `Runner` (sequential here; the sweep module passes one that trains the
-members as Ray tasks with the sweep's resources).
+members as Ray tasks with the sweep's resources, each calling the task's `audit_member`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .cache import Store, stable_hash
-from .config import Experiment
-from .methods import Context, UnlearnData
-from .metrics.forgetting_quality import example_epsilons, final_score, forgetting_quality, logit_confidence
-from .metrics.lira import lira_auc
+from ...cache import Store, stable_hash
+from ...config import Experiment
+from ...methods import Context, UnlearnData
+from ...metrics.forgetting_quality import example_epsilons, final_score, forgetting_quality, logit_confidence
+from ...metrics.lira import lira_auc
+from ...registry import get_method
+from ...train import accuracy, predict_logits
 from .references import References, train_reference
-from .registry import get_method
-from .train import accuracy, predict_logits
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,14 @@ def original_stats(refs: References, device: torch.device, n: int) -> list[Stats
     return [stats] * n
 
 
+def population(configurations: Sequence[tuple[str, str, Mapping[str, Any]]], models: int) -> list[Member]:
+    """Every model an audit of `configurations` needs: the retrain population, the ceiling's, each configuration's."""
+    wanted = retrain_members(models) + retrain_members(models, CEILING_SEED_BASE)
+    for _, method, hp in configurations:
+        wanted += unlearned_members(method, hp, models)
+    return wanted
+
+
 def audit(
     exp: Experiment,
     refs: References,
@@ -195,9 +203,7 @@ def audit(
     if models < 4:
         raise ValueError(f"an audit needs at least 4 models per population (LiRA fits on half), got {models}")
     store = Store(cache_root)
-    wanted = retrain_members(models) + retrain_members(models, CEILING_SEED_BASE)
-    for _, method, hp in configurations:
-        wanted += unlearned_members(method, hp, models)
+    wanted = population(configurations, models)
     missing = sum(store.get(m.key(refs.key, exp), ["stats"]) is None for m in wanted)
     stats = runner(exp, refs, wanted, cache_root)
     by_member = dict(zip(wanted, stats))
