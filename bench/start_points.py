@@ -127,6 +127,9 @@ def write_start(path: Path, point: dict[str, Any], command: str) -> None:
             body = re.sub(r",\s*start:\s*[^,}]+", "", m.group(4))
             lines[i] = f"{m.group(1)}{m.group(2)}:{m.group(3)}{{{body}, start: {format_value(point[m.group(2)])}}}{m.group(5) or ''}\n"
     text = "".join(lines)
+    # an older sentence about where start: values came from would now be wrong
+    text = re.sub(r" start: values come\n# from a \d+-trial sweep of this file with tune.repeats: \d+ \(bench/methods.py compares them with the METHODS.md defaults\).\n", "\n", text)
+    text = re.sub(r"^# start: values come from a sweep of this file; (.)", lambda m: "# " + m.group(1).upper(), text, flags=re.M)
     note = f"# start: values from `{command}`"
     text = re.sub(r"^# start: values from `[^`]*`\n", "", text, flags=re.M)
     text = re.sub(r"^(experiment:)", note + r"\n\1", text, count=1, flags=re.M)
