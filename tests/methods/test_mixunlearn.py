@@ -298,7 +298,8 @@ def test_masks_lie_in_0_1_and_sum_to_1():
     block = _random_block(4, seed=6)
     feats = torch.randn(3, 4, 2, 2, generator=torch.Generator().manual_seed(7))
     for lam in (0.0, 0.3, 1.0):
-        masks = block(feats, feats.flip(0), lam, (4, 4))
+        with torch.no_grad():
+            masks = block(feats, feats.flip(0), lam, (4, 4))
         assert masks.shape == (3, 2, 4, 4)
         assert float(masks.min()) >= 0.0 and float(masks.max()) <= 1.0
         assert torch.allclose(masks.sum(1), torch.ones(3, 4, 4), atol=1e-6)
@@ -437,3 +438,111 @@ def test_ema_follows_its_formula_and_copies_bn_buffers():
     bn_e, bn_u = st.ema.features[1], st.unlearner.features[1]
     assert torch.equal(bn_e.running_mean, bn_u.running_mean) and torch.equal(bn_e.running_var, bn_u.running_var)
     assert not torch.allclose(bn_u.running_mean, torch.full_like(bn_u.running_mean, 0.3))
+
+
+# --- the schedule -------------------------------------------------------------------------------
+
+def schedule_params(**changes) -> MixUnlearnParams:
+    values = dict(epochs=3, batch_size=5, gen_interval=3, lr=1e-2, lr_gen=1e-2, ema_momentum=0.9)
+    values.update(changes)
+    return MixUnlearnParams(**values)
+
+
+def reference_run(original: nn.Module, data: UnlearnData, hp: MixUnlearnParams, seed: int, use_labels: bool) -> MixUnlearnState:
+    """METHODS.md §5 "Schedule", written out: per iteration t draw B_f, B_r (cycled, equal size B, no partial
+    batch), pi, lambda_u and lambda_g ~ Beta(alpha, alpha); targets and features from theta_o; unlearner
+    step with retain samples, targets and features permuted by pi; a generator step when t mod k_gen = 0;
+    then the EMA update. The draws use the seeded generators of the Method contract in this order:
+    forget order per epoch, retain order per pass, pi per batch (torch); lambdas (numpy)."""
+    torch.manual_seed(seed)
+    st = MixUnlearnState(copy.deepcopy(original).train(), hp, data.num_classes, use_labels, data.forget.x)
+    g, rng = torch.Generator().manual_seed(seed), np.random.RandomState(seed)
+    n_f, n_r = len(data.forget), len(data.retain)
+    size = min(hp.batch_size, n_f, n_r)
+    retain_order, retain_pos, t = None, n_r, 0
+    for _ in range(hp.epochs):
+        order = torch.randperm(n_f, generator=g)
+        for start in range(0, n_f - size + 1, size):
+            idx_f = order[start : start + size]
+            if retain_pos + size > n_r:
+                retain_order, retain_pos = torch.randperm(n_r, generator=g), 0
+            idx_r, retain_pos = retain_order[retain_pos : retain_pos + size], retain_pos + size
+            pi = torch.randperm(size, generator=g)
+            lam_u, lam_g = float(rng.beta(hp.alpha, hp.alpha)), float(rng.beta(hp.alpha, hp.alpha))
+            x_f, x_r = data.forget.x[idx_f], data.retain.x[idx_r][pi]
+            y_f, y_r = (data.forget.y[idx_f], data.retain.y[idx_r][pi]) if use_labels else (None, None)
+            batch = (x_f, x_r, st.targets(x_f, y_f), st.targets(x_r, y_r), st.features(x_f), st.features(x_r))
+            st.unlearner_step(*batch, lam_u)
+            if t % hp.gen_interval == 0:
+                st.generator_step(*batch, lam_g)
+            st.update_ema()
+            t += 1
+    return st
+
+
+@pytest.mark.parametrize("method", [MixUnlearn, MixUnlearnAgnostic])
+def test_unlearn_follows_the_schedule_written_out(method):
+    data = tiny_data(n_forget=23, n_retain=12)  # retain cycled; 3 forget samples dropped per epoch
+    original, hp = tiny_model(4, bn=True), schedule_params()
+    got = method().run(original, data, hp, Context(seed=7))
+    want = reference_run(original, data, hp, seed=7, use_labels=method.use_labels)
+    assert state_equal(got, want.unlearner)
+
+
+@pytest.mark.parametrize("gen_interval, expected", [(1, 12), (3, 4), (5, 3)])
+def test_generator_steps_at_t_mod_k_gen_zero(gen_interval, expected):
+    """12 iterations t = 0..11: generator steps at t = 0, k, 2k, ..."""
+    data = tiny_data(n_forget=23, n_retain=40)  # 4 full batches of 5 per epoch
+    ctx = Context(seed=0)
+    MixUnlearn().run(tiny_model(0), data, schedule_params(gen_interval=gen_interval), ctx)
+    assert ctx.extras["unlearner_steps"] == 12
+    assert ctx.extras["generator_steps"] == expected
+
+
+@pytest.mark.parametrize("n_forget, n_retain, steps_per_epoch", [(23, 40, 4), (23, 7, 4), (23, 3, 7), (4, 40, 1)])
+def test_batches_have_equal_size_and_the_last_partial_batch_is_dropped(n_forget, n_retain, steps_per_epoch):
+    """B = min(batch_size, |D_f|, |D_r|); the smaller set is cycled; floor(|D_f| / B) steps per pass over D_f."""
+    ctx = Context(seed=0)
+    MixUnlearn().run(tiny_model(0), tiny_data(n_forget, n_retain), schedule_params(epochs=2), ctx)
+    assert ctx.extras["unlearner_steps"] == 2 * steps_per_epoch
+
+
+def test_retain_targets_follow_the_pairing():
+    """Mixed sample k is scored against the retain target of pi(k), the sample it was mixed with.
+
+    Hand case: a mask that keeps only the retain sample, a network that outputs its own target exactly,
+    lam = 0: with targets following the pairing L_mix = -B log B; with unpermuted targets it is larger."""
+    n = 4
+    x_r = torch.eye(n).reshape(n, 1, 2, 2)  # retain sample j is the one-hot of class j
+    t_r = torch.eye(n)
+    pi = torch.tensor([2, 0, 3, 1])
+    x_mix = mix_inputs(torch.cat([torch.zeros(n, 1, 2, 2), torch.ones(n, 1, 2, 2)], 1), torch.zeros(n, 1, 2, 2), x_r[pi])
+    p_mix = torch.softmax(20 * x_mix.flatten(1), 1)  # ~ the one-hot of x_mix
+    assert float(mix_loss(p_mix, t_r[pi], t_r, 0.0, 1.0)) == pytest.approx(-n * math.log(n), abs=1e-6)
+    assert float(mix_loss(p_mix, t_r, t_r, 0.0, 1.0)) == pytest.approx(n - n * math.log(n), abs=1e-6)
+
+
+def test_label_agnostic_mode_never_reads_labels():
+    data = tiny_data(n_forget=12, n_retain=12)
+    no_labels = dataclasses.replace(
+        data,
+        forget=TensorSet(data.forget.x, torch.full_like(data.forget.y, -1)),
+        retain=TensorSet(data.retain.x, torch.full_like(data.retain.y, -1)),
+    )
+    hp = schedule_params(epochs=1)
+    a = MixUnlearnAgnostic().run(tiny_model(0), no_labels, hp, Context(seed=1))
+    b = MixUnlearnAgnostic().run(tiny_model(0), data, hp, Context(seed=1))
+    assert state_equal(a, b)
+
+
+def test_runs_on_the_digits_cnn_and_1d_sequences(digits_refs):
+    from ray_unlearn.models import build_model
+
+    model = build_model("cnn1d", (1, 40), 10)
+    feats = model.mix_features(torch.randn(3, 1, 40))
+    masks = MixBlock(32)(feats, feats, 0.5, (40,))
+    assert masks.shape == (3, 2, 40) and torch.allclose(masks.sum(1), torch.ones(3, 40))
+    data = unlearn_data(digits_refs)
+    small = dataclasses.replace(data, forget=data.forget.subset(torch.arange(32)), retain=data.retain.subset(torch.arange(64)))
+    out = MixUnlearn().run(digits_refs.model("original", torch.device("cpu")), small, quick_params("mixunlearn", epochs=1), Context(seed=0))
+    assert all(torch.isfinite(p).all() for p in out.parameters())
