@@ -92,3 +92,14 @@ def test_evaluate_class_wise_splits_test_accuracy_by_forgotten_class():
     out = evaluate(LogitsAreInputs(), splits(forget, retain, make_set([0.2] * 3), test, forget_classes=(0,)), seed=0)
     assert out["test_f_acc"] == pytest.approx(100.0) and out["test_r_acc"] == pytest.approx(50.0)
     assert out["test_acc"] == pytest.approx(60.0)
+
+
+def test_evaluate_attack_members_come_from_the_retain_set_not_the_forget_set():
+    """30 forget samples at p = 0.4, 6 retain samples at p = 0.99, validation non-members at p ~ 0: members
+    drawn from the retain set call the forget set non-members (100); drawn from the whole train set they
+    would mostly be forget samples, and one forget-like member is enough to call it members."""
+    forget = make_set([0.4] * 30)
+    retain = make_set([0.99] * 6)
+    val = make_set([0.01, 0.001, 0.02, 0.01, 0.001, 0.03], predicted=[1] * 6)
+    out = evaluate(LogitsAreInputs(), splits(forget, retain, val, val), seed=0)
+    assert out["mia"] == 100.0

@@ -91,3 +91,21 @@ def test_mia_efficacy_is_seeded():
 
 def test_mia_efficacy_of_an_empty_forget_set_is_nan():
     assert math.isnan(mia_efficacy(MODEL, make_set([0.9] * 3), make_set([0.2] * 3), make_set([]), seed=0))
+
+
+def test_mia_efficacy_attack_is_an_rbf_svc_with_c3_and_gamma_auto():
+    """Members at p = 0.7, non-members spread over [0.1, 0.8], forget samples on a grid: the figure is the
+    share of the grid the hand-fit SVC(C=3, gamma="auto", rbf) calls non-member; C=1 or gamma="scale" differ."""
+    members, nonmembers, grid = [0.7] * 8, np.linspace(0.1, 0.8, 8).tolist(), np.linspace(0.02, 0.98, 49).tolist()
+    forget = make_set(grid)
+    true_class_p = torch.softmax(forget.x.double(), 1).gather(1, forget.y[:, None]).flatten().tolist()
+    x = np.array(members + nonmembers)[:, None]
+    y = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
+
+    def figure(**svc) -> float:
+        predicted = SVC(kernel="rbf", **svc).fit(x, y).predict(np.array(true_class_p)[:, None])
+        return 100.0 * float(np.mean(predicted == 0))
+
+    want = figure(C=3, gamma="auto")
+    assert want != figure(C=1, gamma="auto") and want != figure(C=3, gamma="scale")  # the case is discriminative
+    assert mia_efficacy(MODEL, make_set(members), make_set(nonmembers), forget, seed=0) == pytest.approx(want)
