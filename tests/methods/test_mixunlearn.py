@@ -363,7 +363,7 @@ def test_generator_maximises_mix_loss_of_the_ema_copy_with_tau_gen():
     grads = torch.autograd.grad(expected, list(block.parameters()))
     before = [p.detach().clone() for p in st.block.parameters()]
 
-    assert float(st.generator_loss(*args, lam)) == pytest.approx(float(expected), rel=1e-5)
+    assert st.generator_loss(*args, lam).item() == pytest.approx(expected.item(), rel=1e-5)
     loss = st.generator_step(*args, lam)
 
     assert loss == pytest.approx(expected.item(), rel=1e-5)
