@@ -50,6 +50,19 @@ examples:
   ray-unlearn best search_spaces/digits_amun.yaml --top 5 --metric avg_gap --method amun
   ray-unlearn best digits-amun --export best.yaml && ray-unlearn run best.yaml
 """,
+    "audit": """Audit the K best configurations of an experiment's newest sweep (METHODS.md §7): per
+configuration N unlearned models on method seeds the sweep never used against N retrained models,
+the NeurIPS 2023 challenge's forgetting quality F (beside its ceiling at this N: the retrain recipe
+audited the same way), its final score and a per-example LiRA AUC. Population models are trained as
+Ray tasks and cached, so a second audit trains only what is new. Metrics go onto the audited runs.
+
+examples:
+  ray-unlearn audit search_spaces/mnist1d_amun.yaml                  # top 3, 32 models each
+  ray-unlearn audit digits-mixunlearn --top 5 --models 16
+  ray-unlearn audit search_spaces/mnist1d_salun.yaml --forget-seeds 1,2,3  # plus held-out confirmation
+  ray-unlearn tune search_spaces/mnist1d_salun.yaml --audit 3         # audit at the end of the sweep
+  ray-unlearn best digits-mixunlearn --metric audit_score
+""",
     "methods": """examples:
   ray-unlearn methods
   ray-unlearn methods amun
@@ -105,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the reference cache, in <path>/cache, unless --cache-dir or $RAY_UNLEARN_CACHE says otherwise")
     p.add_argument("--name", help="sweep name (default: <experiment>-<time>; with --resume: the newest sweep)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (errored trials are retried)")
+    p.add_argument("--audit", type=int, default=0, metavar="K", help="audit the K best configurations when the sweep ends")
+    p.add_argument("--audit-models", type=int, default=32, metavar="N", help="models per audit population (default 32)")
     p = sub.add_parser("best", help="rank finished trials from MLflow; export the winner",
                        description=EPILOG["best"].split("\n\n")[0], epilog=EPILOG["best"].split("\n\n", 1)[1], formatter_class=fmt)
     p.add_argument("experiment", help="MLflow experiment name, or an experiment YAML file")
@@ -113,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="score", help="metric to rank by (default score)")
     p.add_argument("--method", help="only runs of this method")
     p.add_argument("--export", metavar="FILE", help="write the best run's config as a runnable YAML")
+    p = sub.add_parser("audit", help="many-model audit of a sweep's best configurations",
+                       description=EPILOG["audit"].split("\n\n")[0], epilog=EPILOG["audit"].split("\n\n", 1)[1], formatter_class=fmt)
+    p.add_argument("experiment", help="MLflow experiment name, or an experiment YAML file")
+    _common(p, config=False)
+    p.add_argument("--top", type=int, default=3, help="how many of the best configurations (default 3)")
+    p.add_argument("--models", type=int, default=32, help="models per population, N (default 32; the challenge used 512)")
+    p.add_argument("--forget-seeds", metavar="S,S,...", help="also re-run each configuration on these held-out seeds "
+                                                             "(data split, forget set, models, method) and report test-split "
+                                                             "mean ± spread, e.g. 1,2,3")
+    p.add_argument("--address", help="Ray cluster address (default: start a local instance)")
+    p.add_argument("--cache-dir", help="reference and population cache (default: $RAY_UNLEARN_CACHE, else ~/.cache/ray_unlearn)")
+    p.add_argument("--device", help="torch device of the driver (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads of this process (default 1)")
     p = sub.add_parser("methods", help="list methods, their hyperparameters, defaults and ranges",
                        epilog=EPILOG["methods"], formatter_class=fmt)
     p.add_argument("name", nargs="?", help="show one method in detail")

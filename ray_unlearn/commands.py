@@ -24,9 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 def ref_columns(exp: Experiment) -> list[str]:
-    from .config import SHOWN
+    from .tasks import get_task
 
-    return ["model", *SHOWN[exp.task][1]]
+    return ["model", *get_task(exp.task).reference_columns]
 
 
 def load(args: argparse.Namespace) -> Experiment:
@@ -95,11 +95,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    exp = load(args)  # before anything imports torch: a bad file is answered at once
     from .cache import Store
-    from .config import SHOWN
+    from .tasks import get_task
     from .trial import run_repeats
 
-    exp = load(args)
     start = exp.start_point()  # a multi-method file is refused here: `run` takes one method
     hp = exp.method_params(start)
     unset = sorted(set(exp.search) - set(start))
@@ -120,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     epochs = getattr(hp, "epochs", 0)
 
     def report(metrics: dict) -> None:
-        shown = {k: metrics[k] for k in ("score", *SHOWN[exp.task][0]) if k in metrics}
+        shown = {k: metrics[k] for k in ("score", *get_task(exp.task).trial_columns) if k in metrics}
         bar(exp.method, int(metrics["epoch"]), max(epochs, int(metrics["epoch"])), shown)
 
     result = run_repeats(exp, refs, start, device=_device(args), report=report, memo=Store(store.root).memo(refs.key))
@@ -149,10 +149,10 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    exp = load(args)  # before anything imports torch: a bad file is answered at once
     from .objective import describe
     from .workflow import Sweep
 
-    exp = load(args)
     if args.num_samples is not None and args.num_samples < 1:
         raise ConfigError("--num-samples", f"must be >= 1, got {args.num_samples}")
     sweep = Sweep(exp, tracking_uri=_tracking_uri(args, exp), storage=_storage(args), store=_store(args),
@@ -184,10 +184,48 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"look at it:  ray-unlearn ui --tracking-uri {tracker.uri}   then open")
     print(f"runs table:  {summary.link}")
     print(f"export best: ray-unlearn best {exp.experiment} --tracking-uri {tracker.uri} --export best.yaml")
+    if args.audit:
+        from .audit_command import audit_sweep, audited_runs
+
+        runs = audited_runs(tracker.uri, exp.experiment, args.audit)
+        return audit_sweep(exp, refs, runs, uri=tracker.uri, models=args.audit_models, cache_root=str(sweep.store.root),
+                           address=args.address, device=_device(args))
     return 0
 
 
-BEST_SHOWN = ("val_acc", "forget_acc", "val_psnr", "forget_divergence", "mia_gap", "avg_gap", "test_acc", "test_psnr")
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit_command import audit_sweep, audited_runs, experiment_of, parse_seeds
+    from .references import prepare
+
+    experiment, uri = args.experiment, args.tracking_uri
+    if experiment.endswith((".yaml", ".yml")) or Path(experiment).is_file():
+        named = load_experiment(experiment)
+        experiment, uri = named.experiment, uri or named.tracking.uri
+    if args.top < 1:
+        raise ConfigError("--top", f"must be >= 1, got {args.top}", value=args.top)
+    if args.models < 4:
+        raise ConfigError("--models", f"an audit needs at least 4 models per population, got {args.models}", value=args.models)
+    from .tracking import resolve_uri
+
+    uri = resolve_uri(uri)
+    seeds = parse_seeds(args.forget_seeds)
+    runs = audited_runs(uri, experiment, args.top)
+    exp = experiment_of(uri, runs[0])
+    device = _device(args)
+    store = _store(args)
+    refs, trained = prepare(exp, store, device, progress=EpochBar())
+    if trained:
+        print(f"trained references {', '.join(trained)}", file=sys.stderr)
+    return audit_sweep(exp, refs, runs, uri=uri, models=args.models, cache_root=str(store.root), address=args.address,
+                       device=device, forget_seeds=seeds)
+
+
+def best_shown() -> tuple[str, ...]:
+    """What `best` shows (of the metrics a run has): every task's selection figures, the gaps, every task's test figures."""
+    from .tasks import all_tasks
+
+    tasks = all_tasks()
+    return (*(c for t in tasks for c in t.best_columns[0]), "mia_gap", "avg_gap", *(c for t in tasks for c in t.best_columns[1]))
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -200,15 +238,16 @@ def cmd_best(args: argparse.Namespace) -> int:
     from .config import METRIC_DIRECTIONS
 
     ascending = METRIC_DIRECTIONS.get(args.metric, "max") == "min"
+    shown_metrics = best_shown()
     rows = ranked_runs(uri, experiment, top=args.top, metric=args.metric, ascending=ascending, method=args.method)
     if not rows:
         raise TrackingError(f"no finished runs with metric {args.metric!r} in experiment {experiment!r}")
     hp_names = sorted({k for r in rows for k in r["hyperparameters"]})
     shown = [{"rank": i + 1, "run_name": r["run_name"], "method": r["method"], "status": r["status"],
-              **{k: r["metrics"].get(k) for k in ("score", *BEST_SHOWN) if k in r["metrics"]},
+              **{k: r["metrics"].get(k) for k in ("score", *shown_metrics) if k in r["metrics"]},
               **(({args.metric: r["metrics"].get(args.metric)}) if args.metric not in ("score",) else {})}
              for i, r in enumerate(rows)]
-    columns = ["rank", "run_name", "method", "status", "score", *(k for k in BEST_SHOWN if any(k in r for r in shown))]
+    columns = ["rank", "run_name", "method", "status", "score", *(k for k in shown_metrics if any(k in r for r in shown))]
     if args.metric not in columns:
         columns.append(args.metric)
     print(table(shown, columns))
@@ -230,7 +269,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from .hparams import describe
-    from .registry import METHODS
+    from .registry import CATALOG as METHODS
 
     if args.name:
         if args.name not in METHODS:

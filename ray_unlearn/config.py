@@ -16,51 +16,44 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 
 from .errors import ConfigError
-from .schema import from_mapping, option, to_mapping, unknown_key_error
+from .schema import from_mapping, option, to_mapping, unknown_key_error, unknown_name
 from .space import SearchDim
+from .tasks import all_tasks, get_task
 
-METRIC_DIRECTIONS = {
-    # metric -> "max" or "min"; the vocabulary shared by YAML, Tune, MLflow and `best`
-    "score": "max",
-    "val_acc": "max",
-    "test_acc": "max",
-    "retain_acc": "max",
-    "forget_acc": "min",
-    "ua": "max",
-    "mia": "max",
-    "mia_gap": "min",
-    "ua_gap": "min",
-    "avg_gap": "min",
-    "test_mia_gap": "min",
-    "test_avg_gap": "min",
-    "seconds": "min",
-    # task: i2i
-    "val_psnr": "max",
-    "retain_psnr": "max",
-    "test_psnr": "max",
-    "forget_psnr_gap": "min",
-    "divergence_gap": "min",
-}
-RETAINED = {"classification": ("val_acc", "test_acc", "retain_acc"), "i2i": ("val_psnr", "retain_psnr", "test_psnr")}
-# what tables show per task: (per trial, per reference model)
-SHOWN = {
-    "classification": (("val_acc", "forget_acc", "mia"), ("forget_acc", "retain_acc", "val_acc", "test_acc", "mia", "seconds")),
-    "i2i": (("val_psnr", "forget_divergence", "mia"),
-            ("retain_psnr", "forget_psnr", "val_psnr", "forget_divergence", "mia", "backdoor_success", "seconds")),
-}
+def _metric_directions() -> dict[str, str]:
+    """metric -> "max" or "min"; the vocabulary shared by YAML, Tune, MLflow and `best`: every task's metrics."""
+    directions = {"score": "max"}
+    for task in all_tasks():
+        for metric, direction in task.metric_directions.items():
+            directions.setdefault(metric, direction)
+    return directions
+
+
+METRIC_DIRECTIONS = _metric_directions()
 
 
 @dataclasses.dataclass(frozen=True)
 class ForgetConfig:
-    kind: Literal["random", "class"] = "random"
-    fraction: float = option(0.1, gt=0.0, lt=1.0, help="share of the train set forgotten (kind: random)")
-    classes: tuple[int, ...] = option((), help="class ids whose train samples are forgotten (kind: class)")
+    kind: Literal["random", "class", "data_level", "ids"] = "random"
+    fraction: float = option(0.1, gt=0.0, lt=1.0, help="share of the train set (kind: random) or of each named class "
+                                                        "(kind: data_level) that is forgotten")
+    classes: tuple[int, ...] = option((), help="class ids whose train samples are forgotten (kind: class), or sampled "
+                                               "from (kind: data_level, e.g. [5, 6, 7, 8, 9] with fraction 0.4)")
+
+    file: str | None = option(None, help="kind: ids - a deletion request: one train-split index per line (image_folder: "
+                                         "one image path relative to data.root per line); a relative path is read from "
+                                         "the YAML file's directory")
 
     def __post_init__(self) -> None:
-        if self.kind == "class" and not self.classes:
-            raise ConfigError("data.forget.classes", "is required when kind is 'class' (e.g. classes: [0])", value=None)
+        if self.kind == "ids" and not self.file:
+            raise ConfigError("data.forget.file", "is required when kind is 'ids' (e.g. file: deletion_request.txt)", value=None)
+        if self.kind != "ids" and self.file:
+            raise ConfigError("data.forget.file", f"only applies to kind: ids, not kind: {self.kind}", value=self.file)
+        if self.kind in ("class", "data_level") and not self.classes:
+            example = "classes: [0]" if self.kind == "class" else "classes: [5, 6, 7, 8, 9], fraction: 0.4"
+            raise ConfigError("data.forget.classes", f"is required when kind is '{self.kind}' (e.g. {example})", value=None)
         if self.kind == "random" and self.classes:
-            raise ConfigError("data.forget.classes", "only applies to kind: class; for kind: random give fraction", value=self.classes)
+            raise ConfigError("data.forget.classes", "only applies to kind: class or data_level; for kind: random give fraction", value=self.classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +98,8 @@ class ObjectiveConfig:
     forget_weight: float = option(0.0, ge=0.0, help="weight of |UA - UA_retrain| subtracted from the score")
     pareto: tuple[str, ...] = ()
     max_val_drop: float | None = option(
-        10.0, ge=0.0, help="a trial whose val_acc (task i2i: val_psnr, in dB) ends this far below the original model's "
+        10.0, ge=0.0, help="a trial whose val_acc (class-wise forgetting: on the kept classes; task i2i: val_psnr, in dB) ends this "
+                           "far below the original model's "
                            "is marked 'collapsed' and gets the worst score"
     )
     collapse_patience: int = option(
@@ -124,14 +118,6 @@ class ObjectiveConfig:
                     raise ConfigError(f"objective.pareto[{i}]", f"unknown metric {m!r}; allowed: {allowed}", value=m)
         elif self.pareto:
             raise ConfigError("objective.pareto", "is only read when kind is 'pareto'", value=self.pareto)
-
-
-@dataclasses.dataclass(frozen=True)
-class I2IConfig:
-    """task: i2i only: the backdoor audit of METHODS.md §6."""
-
-    backdoor: bool = option(True, help="plant a trigger -> checkerboard backdoor in part of D_f before training the original")
-    backdoor_fraction: float = option(0.5, gt=0.0, le=1.0, help="share of D_f that carries the backdoor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +150,6 @@ class TrackingConfig:
 
 
 _SECTIONS = {
-    "i2i": I2IConfig,
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
@@ -172,7 +157,9 @@ _SECTIONS = {
     "tune": TuneConfig,
     "tracking": TrackingConfig,
 }
-_TOP_KEYS = ["experiment", "task", "method", "fixed", "search", *_SECTIONS]
+# sections a task reads (task: i2i reads `i2i:`) -> the task that reads it
+_TASK_SECTIONS = {key: task.name for task in all_tasks() for key in task.sections}
+_TOP_KEYS = ["experiment", "task", "method", "fixed", "search", *_TASK_SECTIONS, *_SECTIONS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,9 +195,9 @@ class MethodSpec:
     def params(self, sampled: Mapping[str, Any] | None = None) -> Any:
         """The method's hyperparameter instance: defaults, then fixed values, then `sampled` ones."""
         from .hparams import make_params
-        from .registry import METHODS
+        from .registry import CATALOG
 
-        return make_params(METHODS[self.name].Params, {**self.fixed, **(sampled or {})}, path="fixed")
+        return make_params(CATALOG[self.name].Params, {**self.fixed, **(sampled or {})}, path="fixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +211,6 @@ class Experiment:
 
     experiment: str
     methods: tuple[MethodSpec, ...]
-    i2i: I2IConfig
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
@@ -236,6 +222,14 @@ class Experiment:
     # search.points_to_evaluate: complete trial configs the sweep evaluates first (after start: points)
     points: tuple[Mapping[str, Any], ...] = ()
     source: str = "<config>"
+    # the sections the task reads (task: i2i -> {"i2i": I2IConfig(...)}), also readable as attributes: exp.i2i
+    sections: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections") or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
 
     @property
     def method(self) -> str:
@@ -302,9 +296,10 @@ class Experiment:
             out.update(method=m.name, fixed=dict(m.fixed), search={k: d.to_yaml() for k, d in m.search.items()})
         if self.points:
             out["search"]["points_to_evaluate"] = [dict(p) for p in self.points]
+        for name, section in self.sections.items():
+            out[name] = to_mapping(section)
         for name in _SECTIONS:
-            if name != "i2i" or self.task == "i2i":
-                out[name] = to_mapping(getattr(self, name))
+            out[name] = to_mapping(getattr(self, name))
         return out
 
     def replace(self, **changes: Any) -> "Experiment":
@@ -316,7 +311,17 @@ def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> E
     source = str(path)
     raw = read_yaml(Path(path))
     raw = apply_overrides(raw, overrides, source=source)
-    return parse_experiment(raw, source=source)
+    return parse_experiment(_relative_to(raw, Path(path).parent), source=source)
+
+
+def _relative_to(raw: Any, folder: Path) -> Any:
+    """A deletion request's relative `data.forget.file` is read from the YAML file's folder (made absolute here,
+    so a run's logged config and `best --export` still find it)."""
+    forget = raw.get("data", {}).get("forget") if isinstance(raw, dict) and isinstance(raw.get("data"), dict) else None
+    if isinstance(forget, dict) and isinstance(forget.get("file"), str) and not Path(forget["file"]).expanduser().is_absolute():
+        forget = {**forget, "file": str((folder / forget["file"]).resolve())}
+        raw = {**raw, "data": {**raw["data"], "forget": forget}}
+    return raw
 
 
 def read_yaml(path: Path) -> Any:
@@ -443,13 +448,14 @@ def _parse(raw: Any) -> Experiment:
     if not isinstance(name, str) or not name.strip():
         raise ConfigError("experiment", f"must be a non-empty name, got {name!r}", value=name)
     task = raw.get("task", "classification")
-    if not isinstance(task, str) or task not in RETAINED:
-        raise ConfigError("task", f"{task!r} is not allowed; choose one of {', '.join(RETAINED)}", value=task)
-    if task != "i2i" and "i2i" in raw:
-        raise ConfigError("i2i", "is only read when task is 'i2i'", value=raw["i2i"])
+    kind = get_task(task)
+    for key, owner in _TASK_SECTIONS.items():
+        if key in raw and key not in kind.sections:
+            raise ConfigError(key, f"is only read when task is {owner!r}", value=raw[key])
+    task_sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in kind.sections.items()}
     sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
-    sections["objective"] = _resolve_retained(sections["objective"], task)
-    _check_registry_names(sections["data"], sections["model"], task)
+    sections["objective"] = _resolve_retained(sections["objective"], kind.retained, task)
+    _check_registry_names(sections["data"], sections["model"], kind)
     method = raw["method"]
     fixed = _or_empty(raw.get("fixed"))  # `fixed:` left empty is null; `fixed: 0` or `[]` is a mistake
     search = _or_empty(raw.get("search"))
@@ -465,11 +471,11 @@ def _parse(raw: Any) -> Experiment:
         methods = (_parse_method(method, fixed, search, "fixed", "search", task),)
     points = _parse_points(points_raw, methods, multi)
     _check_objective_against_tune(sections["objective"], sections["tune"])
-    return Experiment(experiment=name.strip(), methods=methods, multi=multi, points=points, task=task, **sections)
+    return Experiment(experiment=name.strip(), methods=methods, multi=multi, points=points, task=task, sections=task_sections,
+                      **sections)
 
 
-def _resolve_retained(objective: ObjectiveConfig, task: str) -> ObjectiveConfig:
-    allowed = RETAINED[task]
+def _resolve_retained(objective: ObjectiveConfig, allowed: tuple[str, ...], task: str) -> ObjectiveConfig:
     if objective.retained is None:
         return dataclasses.replace(objective, retained=allowed[0])
     if objective.retained not in allowed:
@@ -531,9 +537,9 @@ def _parse_method(name: Any, fixed: Mapping, search: Mapping, fixed_path: str, s
 
     method_cls = _lookup_method(name)
     if method_cls.task != task:
-        from .registry import METHODS
+        from .registry import CATALOG
 
-        fits = sorted(n for n, c in METHODS.items() if c.task == task)
+        fits = sorted(n for n, c in CATALOG.items() if c.task == task)
         raise ConfigError("method", f"{name} is a method for task: {method_cls.task}, but this experiment's task is {task}; "
                                     f"methods for {task}: {', '.join(fits)}", value=name)
     for key, value in ((fixed_path, fixed), (search_path, search)):
@@ -575,9 +581,9 @@ def _check_objective_against_tune(objective: ObjectiveConfig, tune: TuneConfig) 
         )
 
 
-def _check_registry_names(data: DataConfig, model: ModelConfig, task: str) -> None:
-    from .data import DATASETS
-    from .models import ARCHS, check_compatible
+def _check_registry_names(data: DataConfig, model: ModelConfig, task: Any) -> None:
+    """The dataset exists (and has its root, if read from one); the task accepts it and the model."""
+    from .data.info import CATALOG as DATASETS
 
     if data.dataset not in DATASETS:
         raise unknown_name("data.dataset", data.dataset, list(DATASETS), "dataset")
@@ -585,44 +591,18 @@ def _check_registry_names(data: DataConfig, model: ModelConfig, task: str) -> No
     if info.lazy and not data.root:
         raise ConfigError("data.root", f"is required for dataset {data.dataset}: a directory with one sub-directory of "
                                        "images per class (or give --data-dir)", value=None)
-    if task == "i2i":
-        if model.arch != "autoencoder":
-            raise ConfigError("model.arch", f"task i2i trains a masked autoencoder: write arch: autoencoder, got {model.arch!r}", value=model.arch)
-        if len(info.input_shape) != 3:
-            raise ConfigError("data.dataset", f"task i2i needs images; {data.dataset} gives shape {info.input_shape}", value=data.dataset)
-        return
-    if model.arch not in ARCHS:
-        hint = " (autoencoder is for task: i2i)" if model.arch == "autoencoder" else ""
-        raise ConfigError("model.arch", unknown_name("model.arch", model.arch, list(ARCHS), "arch").problem + hint, value=model.arch)
-    try:
-        check_compatible(model.arch, info.input_shape, data.dataset)
-    except ConfigError as err:
-        if not info.lazy:
-            raise
-        raise ConfigError(err.key, err.problem.replace(f"shape {info.input_shape}", "images (C, H, W)"), value=err.value) from None
-    if info.lazy:  # its classes are known once loaded: data.check_forget_classes
-        return
-    for i, c in enumerate(data.forget.classes):
-        if not 0 <= c < info.num_classes:
-            raise ConfigError(f"data.forget.classes[{i}]", f"class {c} does not exist; {data.dataset} has classes 0..{info.num_classes - 1}", value=c)
+    task.check_config(data, model, info)
 
 
 def _lookup_method(name: Any) -> Any:
-    from .registry import METHODS
+    """The registry's entry of method `name` (task, Params; no torch)."""
+    from .registry import CATALOG
 
     if not isinstance(name, str):
         raise ConfigError("method", f"must be a method name, got {name!r}; see `ray-unlearn methods`", value=name)
-    if name not in METHODS:
-        raise unknown_name("method", name, list(METHODS), "method")
-    return METHODS[name]
-
-
-def unknown_name(key: str, value: str, allowed: list[str], what: str) -> ConfigError:
-    import difflib
-
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(key, f"unknown {what} {value!r}{hint}; allowed: {', '.join(sorted(allowed))}", value=value)
+    if name not in CATALOG:
+        raise unknown_name("method", name, list(CATALOG), "method")
+    return CATALOG[name]
 
 
 def _or_empty(value: Any) -> Any:

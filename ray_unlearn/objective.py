@@ -14,13 +14,19 @@ import math
 from typing import Mapping
 
 from .config import METRIC_DIRECTIONS, ObjectiveConfig
+from .tasks import all_tasks
 
 # Given to trials that diverge or collapse: below any real score, yet finite for Optuna.
 WORST_SCORE = -1000.0
 
 
+def forget_gap_metric(objective: ObjectiveConfig) -> str:
+    """The gap objective.forget_weight multiplies: that of the task whose `retained` metric the objective uses."""
+    return next(t.forget_gap for t in all_tasks() if objective.retained in t.retained)
+
+
 def combined_score(metrics: Mapping[str, float], objective: ObjectiveConfig) -> float:
-    forget_gap = metrics["ua_gap"] if "ua_gap" in metrics else metrics["forget_psnr_gap"]  # classification / i2i
+    forget_gap = metrics[forget_gap_metric(objective)] if objective.forget_weight else 0.0
     return (
         metrics[objective.retained]
         - objective.mia_weight * metrics["mia_gap"]
@@ -52,8 +58,7 @@ def describe(objective: ObjectiveConfig) -> str:
         return "pareto front of " + ", ".join(f"{m} ({d})" for m, d in targets(objective))
     text = f"score = {objective.retained} - {objective.mia_weight:g} * mia_gap"
     if objective.forget_weight:
-        gap = "forget_psnr_gap" if objective.retained.endswith("psnr") else "ua_gap"
-        text += f" - {objective.forget_weight:g} * {gap}"
+        text += f" - {objective.forget_weight:g} * {forget_gap_metric(objective)}"
     return text
 
 

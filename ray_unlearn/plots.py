@@ -106,3 +106,20 @@ def pareto_plot(rows: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, 
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def epsilon_histogram(epsilons: Sequence[float], path: Path, title: str, cap: float = 50.0) -> Path:
+    """Per-forget-example epsilon of the audit's threshold attacks (perfect separation drawn at the cap)."""
+    import numpy as np
+
+    plt = _pyplot()
+    eps = np.minimum(np.asarray(epsilons, dtype=float), cap)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(eps, bins=np.arange(0.0, max(float(eps.max()) if eps.size else 1.0, 1.0) + 0.5, 0.5), color="#3b75af")
+    ax.set_xlabel("per-example epsilon (bucket width 0.5; lower = better forgotten)")
+    ax.set_ylabel("forget examples")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

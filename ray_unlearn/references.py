@@ -1,171 +1,31 @@
-"""The original and retrain reference models: trained once, cached, shared by every trial.
+"""The original and retrain reference models of an experiment: trained once, cached, shared by every trial.
 
-Both depend only on (dataset and split, forget request, arch, train recipe,
-seeds); `reference_key` hashes exactly those fields, so changing anything
-else (the method, its hyperparameters, the objective) reuses the cache.
+What they are and how they are trained is the experiment's task's (`Task.prepare`): a
+classification task trains classifiers (tasks/classification/references.py), i2i autoencoders.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import time
 from typing import Any, Callable
 
-import torch
-from torch import nn
-
-from .cache import Store, stable_hash
+from .cache import Store
 from .config import Experiment
-from .data import DATASETS, Splits, TensorSet, load_splits
-from .metrics import evaluate
-from .models import build_model
-from .train import OptimSpec, batches, fit, place_model
-
-logger = logging.getLogger(__name__)
-
-CACHE_VERSION = 1  # bump when training or evaluation code changes what a cached entry holds
+from .tasks import get_task
 
 Progress = Callable[[str, int, int, dict], None]  # (model name, epoch, epochs, logs)
 
 
-@dataclasses.dataclass
-class References:
-    """What every trial needs: the split, both reference models and their metrics."""
-
-    key: str
-    splits: Splits
-    arch: str
-    original_state: dict[str, torch.Tensor]
-    retrain_state: dict[str, torch.Tensor]
-    original_metrics: dict[str, float]
-    retrain_metrics: dict[str, float]
-    augment: str
-
-    def model(self, which: str, device: torch.device) -> nn.Module:
-        """A fresh model with the 'original' or 'retrain' weights, in eval mode on `device`."""
-        state = self.original_state if which == "original" else self.retrain_state
-        info = self.splits.info
-        model = build_model(self.arch, info.input_shape, info.num_classes)
-        model.load_state_dict(state)
-        return place_model(model, device).eval()
-
-
-def reference_key(exp: Experiment, splits: Splits) -> str:
-    """Hash of the config fields the references depend on plus the split's content."""
-    d, t = exp.data, exp.train
-    fields = {
-        "content": splits.fingerprint(),  # a changed dataset file under the same config is a new key
-        "version": CACHE_VERSION,
-        "dataset": d.dataset,
-        "forget": dataclasses.asdict(d.forget),
-        "split": {"seed": d.seed, "val": d.val_fraction, "test": d.test_fraction, "max_train": d.max_train},
-        "arch": exp.model.arch,
-        "train": dataclasses.asdict(t),
-    }
-    return f"ref-{d.dataset}-{exp.model.arch}-{stable_hash(fields)}"
-
-
-def resolve_augment(exp: Experiment) -> str:
-    if exp.train.augment != "auto":
-        return exp.train.augment
-    info, _ = DATASETS[exp.data.dataset]
-    return info.default_augment
-
-
-def recipe(exp: Experiment) -> OptimSpec:
-    t = exp.train
-    return OptimSpec(
-        lr=t.lr, optimizer=t.optimizer, momentum=t.momentum, weight_decay=t.weight_decay,
-        schedule=t.schedule, milestones=t.milestones, gamma=t.gamma,
-    )
-
-
-def train_reference(
-    exp: Experiment, splits: Splits, data: TensorSet, device: torch.device, name: str, progress: Progress | None = None
-) -> nn.Module:
-    """Train a fresh model on `data` with the experiment's recipe and seed."""
-    torch.manual_seed(exp.train.seed)
-    info = splits.info
-    model = place_model(build_model(exp.model.arch, info.input_shape, info.num_classes), device)
-    gen = torch.Generator().manual_seed(exp.train.seed)
-    augment = resolve_augment(exp)
-
-    def on_epoch(epoch: int, logs: dict) -> None:
-        if progress is not None:
-            progress(name, epoch, exp.train.epochs, logs)
-
-    fit(
-        model,
-        lambda: batches(data.to(device), exp.train.batch_size, gen, augment=augment),
-        recipe(exp),
-        epochs=exp.train.epochs,
-        on_epoch=on_epoch,
-    )
-    return model.eval()
-
-
 def prepare(
-    exp: Experiment, store: Store, device: torch.device, progress: Progress | None = None, splits: Splits | None = None
-) -> tuple[References, list[str]]:
+    exp: Experiment, store: Store, device: Any, progress: Progress | None = None, splits: Any = None
+) -> tuple[Any, list[str]]:
     """Load references from the store, training whatever is missing.
 
     Returns the references and the names of the models trained now (empty on
     a cache hit), so callers and tests can tell a hit from a rebuild.
     """
-    if exp.task == "i2i":
-        from .i2i.task import prepare_references
-
-        return prepare_references(exp, store, device, progress, splits)
-    splits = splits if splits is not None else load_splits(exp.data)
-    check_loaded(exp, splits)
-    key = reference_key(exp, splits)
-    names = ["original", "retrain"]
-    found = store.get(key, names)
-    if found is not None:
-        tensors, meta = found
-        logger.info("references %s loaded from %s", key, store.entry(key))
-        return _references(exp, key, splits, tensors, meta), []
-
-    store.check_writable()
-    on_device = splits.to(device)
-    seed = exp.data.seed
-    models, metrics, seconds = {}, {}, {}
-    for name, data in (("original", on_device.train), ("retrain", on_device.retain)):
-        start = time.perf_counter()
-        models[name] = train_reference(exp, on_device, data, device, name, progress)
-        seconds[name] = time.perf_counter() - start
-        metrics[name] = {**evaluate(models[name], on_device, seed), "seconds": seconds[name]}
-    tensors = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in models.items()}
-    meta = {
-        "original_metrics": metrics["original"],
-        "retrain_metrics": metrics["retrain"],
-        "split_fingerprint": splits.fingerprint(),
-        "n_train": len(splits.train),
-        "n_forget": len(splits.forget_idx),
-        "config": {"data": dataclasses.asdict(exp.data), "model": dataclasses.asdict(exp.model), "train": dataclasses.asdict(exp.train)},
-    }
-    store.put(key, tensors, meta)
-    logger.info("references %s trained and stored in %s", key, store.entry(key))
-    return _references(exp, key, splits, tensors, meta), names
+    return get_task(exp.task).prepare(exp, store, device, progress, splits)
 
 
-def check_loaded(exp: Experiment, splits: Splits) -> None:
-    """The arch fits the loaded data: config validation could not tell for a dataset whose shape is
-    only known once loaded (image_folder)."""
-    from .models import check_compatible
-
-    check_compatible(exp.model.arch, tuple(splits.info.input_shape), exp.data.dataset)
-
-
-def _references(exp: Experiment, key: str, splits: Splits, tensors: dict[str, Any], meta: dict[str, Any]) -> References:
-    return References(
-        key=key,
-        splits=splits,
-        arch=exp.model.arch,
-        original_state=tensors["original"],
-        retrain_state=tensors["retrain"],
-        original_metrics=meta["original_metrics"],
-        retrain_metrics=meta["retrain_metrics"],
-        augment=resolve_augment(exp),
-    )
+def reference_key(exp: Experiment, splits: Any) -> str:
+    """The key `prepare` stores the references under: a hash of exactly the fields they depend on."""
+    return get_task(exp.task).reference_key(exp, splits)

@@ -1,18 +1,40 @@
-"""Every method the sweep can run, by name: classification (ray_unlearn.methods) and
-image-to-image (ray_unlearn.i2i). Each class says its `task`."""
+"""Every method the sweep can run, by name: the methods each registered task declares.
+
+Torch-free: `CATALOG` holds each method's task, `Params` and description (what config
+validation and `ray-unlearn methods` read); a `Method` class is imported when it runs.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import ConfigError
-from .i2i.methods import I2I_METHODS
-from .methods import METHODS as CLASSIFICATION_METHODS
-from .methods.base import Method
-
-METHODS: dict[str, type[Method]] = {**CLASSIFICATION_METHODS, **I2I_METHODS}
+from .methods.entry import MethodEntry
+from .tasks import all_tasks
 
 
-def get_method(name: str) -> Method:
+def _catalog() -> dict[str, MethodEntry]:
+    catalog: dict[str, MethodEntry] = {}
+    for task in all_tasks():
+        for name, entry in task.methods.items():
+            if name in catalog:
+                raise ValueError(f"method {name!r} is declared by tasks {catalog[name].task} and {entry.task}")
+            catalog[name] = entry
+    return catalog
+
+
+CATALOG: dict[str, MethodEntry] = _catalog()
+
+
+def get_method(name: str) -> Any:
+    """A fresh instance of method `name` (a methods.base.Method); imports its module now."""
     try:
-        return METHODS[name]()
+        return CATALOG[name].load()()
     except KeyError:
-        raise ConfigError("method", f"unknown method {name!r}; allowed: {', '.join(sorted(METHODS))}", value=name) from None
+        raise ConfigError("method", f"unknown method {name!r}; allowed: {', '.join(sorted(CATALOG))}", value=name) from None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # name -> Method class, every method's module (and torch) imported now
+        return {n: e.load() for n, e in CATALOG.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -218,3 +218,9 @@ def _show(value: Any) -> str:
         text = text[:57] + "..."
     kind = type(value).__name__
     return f"{text} ({kind})"
+
+
+def unknown_name(key: str, value: str, allowed: list[str], what: str) -> ConfigError:
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(key, f"unknown {what} {value!r}{hint}; allowed: {', '.join(sorted(allowed))}", value=value)

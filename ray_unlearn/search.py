@@ -36,10 +36,10 @@ if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":  # the result grid t
 import optuna  # noqa: E402
 from ray import tune  # noqa: E402
 
-from .config import SHOWN, Experiment
+from .config import Experiment
 from .errors import ConfigError
 from .objective import WORST_SCORE, targets
-from .references import References
+from .tasks import get_task
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def trial_device(gpu: float) -> "Any":
 INFO_KEYS = ("status", "message", "device", "cuda_visible_devices", "node_id", "trial_started", "trial_finished")
 
 
-def _trainable(config: dict, *, exp: Experiment, refs: References, cache_root: str) -> None:
+def _trainable(config: dict, *, exp: Experiment, refs: Any, cache_root: str) -> None:
     """One Tune trial: the plain-PyTorch trial with per-epoch reports to Tune.
 
     The trial's own files (final metrics, per-epoch history, optionally the
@@ -152,7 +152,7 @@ class _ProgressCallback(tune.Callback):
         score = result.get("score")
         if isinstance(score, (int, float)) and status in ("ok", "stopped"):
             self.best = max(self.best, score)
-        keys = ("score", *SHOWN[self.exp.task][0])
+        keys = ("score", *get_task(self.exp.task).trial_columns)
         shown = "  ".join(f"{k} {result[k]:.2f}" for k in keys if isinstance(result.get(k), (int, float)))
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(trial.config.items()))
         best = f"  best {self.best:.2f}" if math.isfinite(self.best) else ""
@@ -339,13 +339,7 @@ class MethodChoiceSpace:
     def __call__(self, trial: Any) -> None:
         method = trial.suggest_categorical("method", [m.name for m in self.exp.methods])
         for key, dim in self.exp.spec(method).search.items():
-            name = f"{method}.{key}"
-            if dim.kind == "categorical":
-                trial.suggest_categorical(name, list(dim.choices))
-            elif dim.kind == "int":
-                trial.suggest_int(name, int(dim.low), int(dim.high), log=dim.log, step=int(dim.step or 1))
-            else:
-                trial.suggest_float(name, float(dim.low), float(dim.high), log=dim.log, step=dim.step)
+            dim.suggest(trial, f"{method}.{key}")
 
 
 def build_scheduler(exp: Experiment) -> Any:
@@ -365,7 +359,7 @@ def build_scheduler(exp: Experiment) -> Any:
 
 def run_sweep(
     exp: Experiment,
-    refs: References,
+    refs: Any,
     *,
     tracker: Any,
     storage_path: str,
@@ -452,3 +446,56 @@ def collect_rows(exp: Experiment, grid: Any) -> list[dict[str, Any]]:
         rows.append(row)
     rows.sort(key=lambda r: (r["status"] in ("ok", "stopped"), r["score"]), reverse=True)
     return rows
+
+
+# --- audit populations ----------------------------------------------------------------------
+
+def _train_member(exp: Experiment, refs: References, member: Any, cache_root: str) -> tuple[Any, bool]:
+    """One audit population model in a Ray worker (trained, or read from the shared cache)."""
+    import torch
+
+    from .cache import Store
+    from .tasks import get_task
+
+    torch.set_num_threads(max(1, int(exp.tune.resources.cpu)))
+    return get_task(exp.task).audit_member(exp, refs, member, Store(cache_root), trial_device(exp.tune.resources.gpu))
+
+
+def population_runner(address: str | None = None, progress: Any = None) -> Any:
+    """An audit `Runner` that trains the missing population models as Ray tasks with the sweep's
+    resources (`tune.resources`: fractional GPUs pack several on one device), members already in
+    the cache are read on the driver."""
+
+    def run(exp: Experiment, refs: References, members: Sequence[Any], cache_root: str) -> list[Any]:
+        import ray
+
+        from .cache import Store
+
+        store = Store(cache_root)
+        out: list[Any] = [None] * len(members)
+        missing = []
+        for i, m in enumerate(members):
+            found = store.get(m.key(refs.key, exp), ["stats"])
+            if found is not None:
+                out[i] = found[0]["stats"]
+            else:
+                missing.append(i)
+        if not missing:
+            return out
+        ensure_ray(address)
+        res = exp.tune.resources
+        task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=2)(_train_member)
+        exp_ref, refs_ref = ray.put(exp), ray.put(refs)
+        pending = {task.remote(exp_ref, refs_ref, members[i], cache_root): i for i in missing}
+        done = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                out[i], _trained = ray.get(ref)
+                done += 1
+                if progress is not None:
+                    progress(done, len(missing), members[i])
+        return out
+
+    return run

@@ -65,6 +65,14 @@ class SearchDim:
             out["start"] = self.start
         return out
 
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Ask an Optuna trial (define-by-run) for a value of this dimension under `name`."""
+        if self.kind == "categorical":
+            return trial.suggest_categorical(name, list(self.choices or ()))
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return trial.suggest_float(name, float(self.low), float(self.high), log=self.log, step=self.step)
+
     def to_optuna(self) -> Any:
         import optuna.distributions as od
 

@@ -48,6 +48,8 @@ NOTE = "mlflow.note.content"
 DEFAULT_URI = "sqlite:///mlflow.db"
 # MLflow prints "View run ... at: http://..." for every run it ends against a server; ours prints one link.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# ... and a progress bar for every artifact it downloads (a run's config.yaml for `best --export`, `audit`).
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -563,3 +565,20 @@ def table_csv(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
     for row in rows:
         writer.writerow(row)
     return buf.getvalue()
+
+
+def log_audit(uri: str | None, experiment: str, entries: Iterable[Mapping[str, Any]], *, parent_id: str | None,
+              table_text: str, table_rows: list[Mapping[str, Any]], columns: list[str]) -> None:
+    """An audit's results: on each audited run its metrics and files (under `audit/`), on the parent
+    sweep run the ranked audit table (text and CSV)."""
+    tracker = Tracker(uri, experiment, create=False)
+    for entry in entries:
+        tracker.log(entry["run_id"], metrics=entry["metrics"])
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, data in entry.get("files", {}).items():
+                (Path(tmp) / name).write_bytes(data)
+            if entry.get("files"):
+                tracker.client.log_artifacts(entry["run_id"], tmp, "audit")
+    if parent_id:
+        tracker.log_text(parent_id, table_text, "audit/audit_table.txt")
+        tracker.log_text(parent_id, table_csv(table_rows, columns), "audit/audit_table.csv")

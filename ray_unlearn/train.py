@@ -375,13 +375,18 @@ def fit(
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """Logits in eval mode, float32, batch by batch."""
+    """Logits in eval mode, computed in float32, batch by batch.
+
+    Autocast is switched off explicitly (also inside a caller's autocast region):
+    metrics and AMUN's "already misclassified" decision compare near-tied logits
+    and class probabilities, which bf16 (8 mantissa bits) rounds together.
+    """
     was_training = model.training
     model.eval()
     device = x.device
     out = []
     for start in range(0, len(x), batch_size):
-        with autocast(device):
+        with torch.autocast(device.type, enabled=False):
             out.append(model(x[start : start + batch_size]).float())
     model.train(was_training)
     if not out:

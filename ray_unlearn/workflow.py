@@ -25,12 +25,8 @@ from .cache import Store
 from .config import Experiment, dump_yaml
 from .errors import ConfigError
 from .progress import markdown_table
+from .tasks import get_task
 
-RANK_COLUMNS = {
-    "classification": ["rank", "run_name", "status", "score", "val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc"],
-    "i2i": ["rank", "run_name", "status", "score", "val_psnr", "retain_psnr", "forget_divergence", "mia", "mia_gap",
-            "backdoor_success", "test_psnr"],
-}
 LOCAL_UI = "http://127.0.0.1:5000"
 
 
@@ -133,7 +129,7 @@ class Sweep:
 
         exp = self.exp
         hp_names = sorted({k for m in exp.methods for k in m.search})
-        ranked = RANK_COLUMNS[exp.task]
+        ranked = ["rank", "run_name", "status", "score", *get_task(exp.task).rank_columns]
         columns = ranked[:2] + (["method"] if exp.multi else []) + ranked[2:] + hp_names
         rows = [{"rank": i + 1, **r, **{k: r["hyperparameters"].get(k, "") for k in hp_names}} for i, r in enumerate(outcome.rows)]
         files = {"trials.csv": table_csv(rows, columns)}

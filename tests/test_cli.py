@@ -10,7 +10,7 @@ import yaml
 
 from .conftest import digits_config, run_cli
 
-COMMANDS = ["prepare", "run", "tune", "best", "methods", "ui"]
+COMMANDS = ["prepare", "run", "tune", "best", "audit", "methods", "ui"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

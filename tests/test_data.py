@@ -122,3 +122,28 @@ def test_mnist1d_is_generated_never_downloaded(monkeypatch):
     assert s.train.x.shape[1:] == (1, 40)
     assert len(s.train) + len(s.val) == 4000 and len(s.test) == 1000
     assert_partition(s)
+
+
+def test_data_level_forgetting_takes_the_stated_share_of_each_named_class_only():
+    """METHODS.md §1 (LAF / MixUnlearn protocol): a random 40 % of each of classes 5-9."""
+    forget = ForgetConfig(kind="data_level", classes=(5, 6, 7, 8, 9), fraction=0.4)
+    s = load_splits(cfg(dataset="digits", forget=forget))
+    assert_partition(s)
+    y_forget = s.train.y[s.forget_idx]
+    assert set(y_forget.tolist()) == {5, 6, 7, 8, 9}
+    for c in range(10):
+        in_train = int((s.train.y == c).sum())
+        expected = round(0.4 * in_train) if c >= 5 else 0
+        assert int((y_forget == c).sum()) == expected, c
+    assert s.forget_classes == (), "sample-level forgetting: no class is gone, metrics treat it like random"
+    again = load_splits(cfg(dataset="digits", forget=forget))
+    other = load_splits(cfg(dataset="digits", forget=forget, seed=1))
+    assert torch.equal(again.forget_idx, s.forget_idx)
+    assert not torch.equal(other.train.x[other.forget_idx], s.train.x[s.forget_idx])
+
+
+def test_data_level_forgetting_needs_classes():
+    from ray_unlearn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.forget.classes: is required when kind is 'data_level'"):
+        ForgetConfig(kind="data_level", fraction=0.4)

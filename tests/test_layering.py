@@ -1,5 +1,7 @@
-"""Import rules of DESIGN.md: the plain-PyTorch layers never import ray, optuna or mlflow;
-only search.py imports ray.tune, only tracking.py imports mlflow."""
+"""Import rules of DESIGN.md and ARCHITECTURE.md: the plain-PyTorch layers never import ray, optuna or
+mlflow; only search.py imports ray.tune, only tracking.py imports mlflow; imports point down (no
+circle); tasks never import each other and are reached through their registry only; validating a
+config imports no torch."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ray_unlearn"
-PLAIN = ["methods", "metrics", "data", "models", "i2i", "train.py", "registry.py", "cache.py", "references.py", "trial.py",
+PLAIN = ["methods", "metrics", "data", "models", "i2i", "tasks", "train.py", "registry.py", "cache.py", "references.py", "trial.py",
          "config.py", "schema.py", "hparams.py", "errors.py", "objective.py"]
 FORBIDDEN = ("ray", "optuna", "mlflow")
 
@@ -72,3 +74,145 @@ def test_yaml_and_torch_load_are_only_used_safely():
                     kw = {k.arg: k.value for k in node.keywords}
                     loader = kw.get("Loader")
                     assert loader is not None and getattr(loader, "id", "").startswith("_Safe"), f"{path}: yaml.{node.func.attr} without a safe loader"
+
+
+# ---------------------------------------------------------------- the module graph: no circles, tasks apart
+
+TASK_AGNOSTIC = ["config.py", "objective.py", "trial.py", "references.py", "search.py", "tracking.py", "workflow.py",
+                 "commands.py", "registry.py"]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """ray_unlearn module -> the ray_unlearn modules it imports (anywhere in the file, TYPE_CHECKING included)."""
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+            for target in targets:
+                while target and target not in paths:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    found.add(target)
+        graph[name] = found
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_package_has_no_import_circle():
+    assert cycles(import_graph()) == []
+
+
+def task_packages() -> list[str]:
+    return sorted(p.name for p in (PACKAGE / "tasks").iterdir() if (p / "__init__.py").exists())
+
+
+def test_tasks_never_import_each_other():
+    graph = import_graph()
+    tasks = task_packages()
+    assert {"classification", "i2i"} <= set(tasks)
+    for task in tasks:
+        own = f"ray_unlearn.tasks.{task}"
+        for module, targets in graph.items():
+            if module == own or module.startswith(own + "."):
+                others = {t for t in targets if any(t == f"ray_unlearn.tasks.{o}" or t.startswith(f"ray_unlearn.tasks.{o}.")
+                                                    for o in tasks if o != task)}
+                assert not others, f"{module} imports {sorted(others)}"
+
+
+def test_every_task_is_reached_through_the_registry_only():
+    """Outside its own folder and the registry (tasks/__init__), nothing imports a task's implementation."""
+    graph = import_graph()
+    impls = tuple(f"ray_unlearn.tasks.{t}" for t in task_packages())
+    for module, targets in graph.items():
+        if module.startswith(impls):
+            continue
+        bad = {t for t in targets if t.startswith(impls)}
+        assert not bad, f"{module} imports {sorted(bad)}: ask tasks.get_task(exp.task)"
+
+
+@pytest.mark.parametrize("entry", TASK_AGNOSTIC)
+def test_task_agnostic_modules_neither_branch_on_nor_key_tables_by_a_task_name(entry):
+    from ray_unlearn.tasks import TASKS
+
+    tree = ast.parse((PACKAGE / entry).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            names = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+            assert not set(names) & set(TASKS), f"{entry}:{node.lineno}: compares with a task name {names}"
+        if isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            assert not keys & set(TASKS), f"{entry}:{node.lineno}: a table keyed by task name {sorted(keys & set(TASKS))}"
+
+
+def test_validating_a_config_imports_no_torch():
+    """DESIGN.md: config knows no torch; methods, hyperparameters and ranges come from torch-free declarations."""
+    spaces = PACKAGE.parent / "search_spaces"
+    code = (
+        "import sys; from ray_unlearn.config import load_experiment; "
+        f"[load_experiment(p) for p in {[str(p) for p in sorted(spaces.glob('*.yaml'))]!r}]; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'ray', 'optuna', 'mlflow')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["run", "tune", "prepare"])
+def test_a_bad_config_is_answered_without_importing_torch(tmp_path, command):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: x\nmethod: amun\nsearch:\n  lr: {float: [0.1, 0.01]}\n")
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "ray_unlearn.cli", command, str(bad)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "search.lr.float: low 0.1 is above high 0.01" in out.stderr
+    loaded = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")]
+    assert not [m for m in loaded if m.split(".")[0] == "torch"]

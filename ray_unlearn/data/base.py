@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from .info import DatasetInfo  # noqa: F401 - re-exported
+
 
 @dataclasses.dataclass
 class TensorSet:
@@ -39,30 +41,6 @@ class TensorSet:
         return TensorSet(torch.cat([self.x, other.x]), torch.cat([self.y, other.y]))
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What a dataset declares about itself.
-
-    A dataset read from a user's folder (`image_folder`) only knows its shape and
-    classes once loaded: its registry entry declares -1 for them (`lazy`), config
-    validation checks what the rank of the shape allows, and the loader returns the
-    concrete info, which the split and every model are built from.
-    """
-
-    name: str
-    num_classes: int  # -1: known after loading
-    input_shape: tuple[int, ...]  # (C, H, W) or (C, L); -1 entries: known after loading
-    # Valid input range; attacks clip to it. None: unbounded (e.g. standardised MNIST-1D).
-    input_range: tuple[float, float] | None
-    # Augmentation used for reference training when train.augment is 'auto'.
-    default_augment: str = "none"
-    classes: tuple[str, ...] = ()  # class names, where the dataset has them (image_folder: its sub-directories)
-
-    @property
-    def lazy(self) -> bool:
-        return self.num_classes < 0 or any(d < 0 for d in self.input_shape)
-
-
 @dataclasses.dataclass
 class RawDataset:
     """A loader's output: a train set, and a test set where the dataset has an official one."""
@@ -70,6 +48,9 @@ class RawDataset:
     info: DatasetInfo
     train: TensorSet
     test: TensorSet | None
+    # per-row names of `train` where samples have them (image_folder: paths relative to data.root),
+    # so a deletion request can name them
+    names: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import DatasetInfo, RawDataset
+from .base import RawDataset
+from .info import DIGITS, MNIST1D
 from .split import as_tensor_set
-
-DIGITS = DatasetInfo("digits", num_classes=10, input_shape=(1, 8, 8), input_range=(0.0, 1.0))
-MNIST1D = DatasetInfo("mnist1d", num_classes=10, input_shape=(1, 40), input_range=None)
 
 
 def load_digits(root: str | None = None, download: bool = False) -> RawDataset:

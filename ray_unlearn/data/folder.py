@@ -23,8 +23,7 @@ import torch
 
 from ..errors import DataError
 from .base import DatasetInfo, RawDataset, TensorSet
-
-IMAGE_FOLDER = DatasetInfo("image_folder", num_classes=-1, input_shape=(-1, -1, -1), input_range=(0.0, 1.0))
+from .info import IMAGE_FOLDER
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
@@ -63,7 +62,8 @@ def load_image_folder(root: str | None = None, download: bool = False) -> RawDat
     x = x.float().div_(255.0).contiguous()
     y = torch.as_tensor(found.targets, dtype=torch.long)
     info = DatasetInfo(name, num_classes=len(classes), input_shape=tuple(x.shape[1:]), input_range=(0.0, 1.0), classes=classes)
-    return RawDataset(info, train=TensorSet(x, y), test=None)
+    names = tuple(p.relative_to(folder).as_posix() for p in paths)
+    return RawDataset(info, train=TensorSet(x, y), test=None, names=names)
 
 
 def _headers(paths: list[Path], folder: Path) -> tuple[list[tuple[int, int]], list[str]]:

@@ -9,11 +9,7 @@ import torch
 
 from ..errors import DataError
 from .base import DatasetInfo, RawDataset, TensorSet
-
-MNIST = DatasetInfo("mnist", num_classes=10, input_shape=(1, 28, 28), input_range=(0.0, 1.0))
-FASHION_MNIST = DatasetInfo("fashion_mnist", num_classes=10, input_shape=(1, 28, 28), input_range=(0.0, 1.0))
-CIFAR10 = DatasetInfo("cifar10", num_classes=10, input_shape=(3, 32, 32), input_range=(0.0, 1.0), default_augment="crop_flip")
-CIFAR100 = DatasetInfo("cifar100", num_classes=100, input_shape=(3, 32, 32), input_range=(0.0, 1.0), default_augment="crop_flip")
+from .info import MNIST, FASHION_MNIST, CIFAR10, CIFAR100
 
 
 def _open(cls_name: str, info: DatasetInfo, root: str | None, download: bool, train: bool):

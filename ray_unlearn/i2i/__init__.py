@@ -9,45 +9,55 @@
     retrain_metrics = refs.evaluate(refs.retrain)   # the target every figure is compared with
 """
 
-from .data import Backdoor, I2IData, method_data, poison_splits
-from .methods import (
-    I2I_METHODS,
-    I2IKR,
-    I2IFineTune,
-    I2IFineTuneParams,
-    I2IKRParams,
-    I2IMethod,
-    I2INoise,
-    I2INoiseParams,
-    decouple,
-    get_i2i_method,
-    retain_knowledge,
-)
-from .metrics import (
-    audit_auc,
-    backdoor_success,
-    evaluate_i2i,
-    frechet_distance,
-    frechet_encoder,
-    ood_auroc,
-    psnr,
-    ssim,
-)
-from .models import (
-    ConvAutoencoder,
-    UNetAutoencoder,
-    build_autoencoder,
-    center_mask,
-    corrupt,
-)
-from .references import (
-    I2IRecipe,
-    I2IReferences,
-    divergence_scale,
-    prepare_i2i,
-    reconstruction_loss,
-    train_autoencoder,
-)
+from __future__ import annotations
+
+from typing import Any
+
+from ..lazy import exports
+
+# name -> submodule: imported on first use, so `ray_unlearn.i2i.params` and `.catalog` stay torch-free
+
+_exports = exports(__name__, {
+    "I2I_METHODS": ".methods",
+    "Backdoor": ".data",
+    "ConvAutoencoder": ".models",
+    "I2IData": ".data",
+    "I2IFineTune": ".methods",
+    "I2IFineTuneParams": ".params",
+    "I2IKR": ".methods",
+    "I2IKRParams": ".params",
+    "I2IMethod": ".methods",
+    "I2INoise": ".methods",
+    "I2INoiseParams": ".params",
+    "I2IRecipe": ".references",
+    "I2IReferences": ".references",
+    "UNetAutoencoder": ".models",
+    "audit_auc": ".metrics",
+    "backdoor_success": ".metrics",
+    "build_autoencoder": ".models",
+    "center_mask": ".models",
+    "corrupt": ".models",
+    "decouple": ".methods",
+    "divergence_scale": ".references",
+    "evaluate_i2i": ".metrics",
+    "frechet_distance": ".metrics",
+    "frechet_encoder": ".metrics",
+    "get_i2i_method": ".methods",
+    "method_data": ".data",
+    "ood_auroc": ".metrics",
+    "poison_splits": ".data",
+    "prepare_i2i": ".references",
+    "psnr": ".metrics",
+    "reconstruction_loss": ".references",
+    "retain_knowledge": ".methods",
+    "ssim": ".metrics",
+    "train_autoencoder": ".references",
+})
+
+
+def __getattr__(name: str) -> Any:
+    return _exports(name)
+
 
 __all__ = [
     "I2IKR",

@@ -23,12 +23,12 @@ from torch import nn
 
 from ..data.base import TensorSet
 from ..errors import ConfigError, MethodError
-from ..hparams import hp
 from ..methods.base import Context, Method
 from ..train import OptimSpec, batches, fit, make_optimizer, train_epoch
 from .data import I2IData
 from .metrics import reconstruct
 from .models import corrupt
+from .params import I2IFineTuneParams, I2INoiseParams, I2IKRParams
 from .references import reconstruction_loss
 
 GRAD_CLIP_NORM = 1.0  # phase-1 gradient-norm clip (METHODS.md §6)
@@ -63,13 +63,6 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 
 # ---------------------------------------------------------------- fine-tune
-@dataclasses.dataclass(frozen=True)
-class I2IFineTuneParams:
-    lr: float = hp(1e-4, gt=0.0, low=1e-5, high=1e-3, log=True, help="Adam learning rate")
-    epochs: int = hp(5, ge=1, low=1, high=20, help="passes over the retain set")
-    batch_size: int = hp(64, ge=1, help="mini-batch size")
-
-
 class I2IFineTune(I2IMethod):
     name = "i2i_finetune"
     summary = "Fine-tune the I2I model on the retain set with its training loss (the forget set is never read)."
@@ -84,14 +77,6 @@ class I2IFineTune(I2IMethod):
 
 
 # ---------------------------------------------------------------- Gaussian-noise baseline
-@dataclasses.dataclass(frozen=True)
-class I2INoiseParams:
-    alpha: float = hp(0.2, gt=0.0, low=0.05, high=1.0, log=True, help="weight of the forget (noise-target) term")
-    lr: float = hp(1e-4, gt=0.0, low=1e-5, high=1e-3, log=True, help="Adam learning rate of the encoder")
-    epochs: int = hp(5, ge=1, low=1, high=20, help="passes over the retain set")
-    batch_size: int = hp(64, ge=1, help="mini-batch size (retain and forget batches alike)")
-
-
 def noise_objective(model: nn.Module, original: nn.Module, x_r: torch.Tensor, x_f: torch.Tensor, noise: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(retain term, forget term): E||E(τ(x_r)) - E_0(τ(x_r))||_2 and E||E(τ(x_f)) - E_0(τ(n))||_2."""
     with torch.no_grad():
@@ -129,17 +114,6 @@ class I2INoise(I2IMethod):
 
 
 # ---------------------------------------------------------------- decoupling + knowledge retention
-@dataclasses.dataclass(frozen=True)
-class I2IKRParams:
-    lr: float = hp(1e-4, gt=0.0, low=1e-5, high=1e-2, log=True, help="phase-1 Adam learning rate η (ascent)")
-    max_steps: int = hp(500, ge=1, low=50, high=5000, log=True, help="phase-1 step cap T_max (design-card 'ascent steps')")
-    threshold_scale: float = hp(1.0, gt=0.0, low=0.5, high=3.0, help="c in λ = c · divergence_scale")
-    retain_lr: float = hp(1e-4, gt=0.0, low=1e-5, high=1e-3, log=True, help="phase-2 Adam learning rate")
-    retain_epochs: int = hp(5, ge=1, low=1, high=20, help="phase-2 epochs E over the retain set")
-    retain_tolerance: float = hp(0.05, ge=0.0, help="phase 2 stops once retain error <= (1 + this) x the original's")
-    batch_size: int = hp(64, ge=1, help="mini-batch size of both phases")
-
-
 @dataclasses.dataclass
 class Decoupling:
     """What phase 1 did: Div after every step, and why it stopped."""

@@ -9,31 +9,19 @@ without a retain set); real samples may be augmented, D_A never.
 
 from __future__ import annotations
 
-import dataclasses
 
 import torch
 from torch import nn
 
-from ..hparams import hp
 from ..train import batches, fit
 from ..train import make_optimizer
 from .attacks import AdversarialSet, pgd_l2_nearest
-from .base import Context, Method, SGDParams, UnlearnData
+from .base import Context, Method, UnlearnData
 from .saliency import SaliencyMask
+from .params import AmunParams, AmunSalUnParams
 
 
-ATTACK_VERSION = 2  # bump when the attack changes what a memoised adversarial set holds
-
-
-@dataclasses.dataclass(frozen=True)
-class AmunParams(SGDParams):
-    epsilon: float = hp(0.04, gt=0.0, low=0.005, high=0.5, log=True, help="initial L2 PGD radius eps0 in pixel space")
-    steps: int = hp(50, ge=1, grid=(10, 20, 50, 100), help="PGD steps per epsilon round")
-    max_doublings: int = hp(20, ge=0, le=40, help="cap on epsilon doublings for samples still classified correctly")
-    lr: float = hp(0.01, gt=0.0, low=1e-5, high=0.1, log=True, help="fine-tuning learning rate")
-    decay_step: int = hp(1, ge=1, grid=(1, 5, 10), help="epochs between learning-rate decays")
-    gamma: float = hp(0.1, gt=0.0, le=1.0, help="learning-rate decay factor")
-    epochs: int = hp(10, ge=1, low=3, high=20, help="fine-tuning epochs")
+ATTACK_VERSION = 3  # bump when the attack changes what a memoised adversarial set holds (3: random steps where the gradient vanishes)
 
 
 def adversarial_set(model: nn.Module, data: UnlearnData, hp: AmunParams, ctx: Context) -> AdversarialSet:
@@ -63,6 +51,7 @@ class Amun(Method):
             adv_mean_epsilon=adv.epsilon.mean().item(),
             adv_mean_distance=adv.distance.mean().item(),
             adv_found_fraction=adv.found.float().mean().item(),
+            adv_random_step_samples=float((adv.random_steps > 0).sum()),
         )
         real = data.forget if data.retain is None else data.retain.concat(data.forget)
         train = real.concat(adv.training_set())
@@ -84,11 +73,6 @@ class Amun(Method):
             **hooks,
         )
         return model
-
-
-@dataclasses.dataclass(frozen=True)
-class AmunSalUnParams(AmunParams):
-    mask_ratio: float = hp(0.5, gt=0.0, le=1.0, low=0.1, high=0.9, help="SalUn mask: fraction r of weights that may change")
 
 
 class AmunSalUn(Amun):

@@ -19,8 +19,8 @@ from torch import nn
 
 from ..data.base import TensorSet
 from ..errors import MethodError
-from ..hparams import hp, make_params
-from ..train import OptimSpec
+from ..hparams import make_params
+from .params import SGDParams  # noqa: F401 - re-exported: methods subclass it from here
 
 EpochHook = Callable[[int, nn.Module, dict], "bool | None"]
 Memo = Callable[[str, Mapping[str, Any], Callable[[], dict[str, torch.Tensor]]], dict[str, torch.Tensor]]
@@ -114,15 +114,3 @@ class Method(abc.ABC):
         model = copy.deepcopy(original)
         model.train()
         return self.unlearn(model, data, hp, ctx)
-
-
-@dataclasses.dataclass(frozen=True)
-class SGDParams:
-    """Optimiser settings most methods share (METHODS.md §3 defaults); not searched by default."""
-
-    batch_size: int = hp(128, ge=1, help="mini-batch size")
-    momentum: float = hp(0.9, ge=0.0, lt=1.0, help="SGD momentum")
-    weight_decay: float = hp(5e-4, ge=0.0, help="L2 weight decay")
-
-    def optim(self, lr: float, **changes: Any) -> OptimSpec:
-        return OptimSpec(lr=lr, momentum=self.momentum, weight_decay=self.weight_decay, **changes)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 from torch import nn
 
-from ..hparams import hp
 from ..train import batches, fit
-from .base import Context, Method, SGDParams, UnlearnData
-
-
-@dataclasses.dataclass(frozen=True)
-class FineTuneParams(SGDParams):
-    lr: float = hp(0.01, gt=0.0, low=1e-3, high=1e-1, log=True, help="SGD learning rate")
-    epochs: int = hp(10, ge=1, grid=(5, 10, 20), help="passes over the retain set")
+from .base import Context, Method, UnlearnData
+from .params import FineTuneParams
 
 
 class FineTune(Method):

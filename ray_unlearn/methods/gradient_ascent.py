@@ -6,23 +6,16 @@ non-finite loss aborts the run (train_epoch raises FloatingPointError).
 
 from __future__ import annotations
 
-import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hparams import hp
 from ..train import batches, fit
-from .base import Context, Method, SGDParams, UnlearnData
+from .base import Context, Method, UnlearnData
+from .params import GradientAscentParams
 
 GRAD_CLIP_NORM = 10.0  # project choice (METHODS.md §3)
-
-
-@dataclasses.dataclass(frozen=True)
-class GradientAscentParams(SGDParams):
-    lr: float = hp(1e-4, gt=0.0, low=1e-6, high=1e-3, log=True, help="SGD learning rate")
-    epochs: int = hp(5, ge=1, low=1, high=10, help="ascent passes over the forget set")
 
 
 def negative_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

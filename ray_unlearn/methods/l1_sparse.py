@@ -5,22 +5,14 @@ L = CE + gamma_e * ||theta||_1 over all parameters, gamma_e = gamma * (1 - e/E),
 
 from __future__ import annotations
 
-import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hparams import hp
 from ..train import batches, make_optimizer, make_scheduler, train_epoch
-from .base import Context, Method, SGDParams, UnlearnData
-
-
-@dataclasses.dataclass(frozen=True)
-class L1SparseParams(SGDParams):
-    gamma: float = hp(5e-4, ge=0.0, low=1e-6, high=1e-3, log=True, help="initial L1 weight, decayed linearly to 0")
-    lr: float = hp(0.01, gt=0.0, low=1e-3, high=1e-1, log=True, help="SGD learning rate")
-    epochs: int = hp(10, ge=1, low=5, high=15, help="passes over the retain set")
+from .base import Context, Method, UnlearnData
+from .params import L1SparseParams
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:

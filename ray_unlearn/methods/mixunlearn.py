@@ -11,7 +11,6 @@ targets. Targets and features always come from the frozen original model.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 
 import numpy as np
@@ -19,26 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hparams import hp
 from ..train import autocast
 from .base import Context, Method, UnlearnData
-
-
-@dataclasses.dataclass(frozen=True)
-class MixUnlearnParams:
-    alpha: float = hp(0.75, gt=0.0, low=0.1, high=4.0, log=True, help="mixup strength: lambda ~ Beta(alpha, alpha)")
-    gen_interval: int = hp(4, ge=1, grid=(1, 2, 4, 8), help="k_gen: one generator step every k unlearner steps")
-    tau_gen: float = hp(1.0, gt=0.0, low=0.05, high=5.0, log=True, help="temperature of the generator's L_mix")
-    tau_mix: float = hp(1.0, gt=0.0, low=0.05, high=5.0, log=True, help="temperature of the unlearner's L_mix")
-    tau_real: float = hp(1.0, gt=0.0, low=0.05, high=5.0, log=True, help="temperature of L_real")
-    omega: float = hp(1.0, ge=0.0, low=0.1, high=10.0, log=True, help="weight of the real-sample loss L_real")
-    sharpen_temperature: float = hp(0.3, gt=0.0, le=1.0, low=0.1, high=1.0, help="label-agnostic targets: Sharpen T")
-    ema_momentum: float = hp(0.999, ge=0.0, lt=1.0, grid=(0.99, 0.999, 0.9999), help="EMA m of the unlearner copy the generator attacks")
-    lr: float = hp(1e-4, gt=0.0, low=1e-5, high=1e-3, log=True, help="unlearner Adam learning rate (digits: 1e-3)")
-    lr_gen: float = hp(1e-3, gt=0.0, low=1e-4, high=1e-2, log=True, help="MixBlock Adam learning rate")
-    epochs: int = hp(10, ge=1, low=5, high=30, help="passes over the forget set (digits: 30)")
-    batch_size: int = hp(32, ge=2, help="B: forget and retain samples per step")
-    pair_different_class: bool = hp(False, help="pair each forget sample with a retain sample of another class")
+from .params import MixUnlearnParams
 
 
 # --- targets and losses ---------------------------------------------------------------

@@ -6,7 +6,6 @@ L = beta * CE(D_r) - (1 - beta) * CE(D_f); an epoch is one pass over D_r.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Iterator
 
 import torch
@@ -14,16 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import TensorSet
-from ..hparams import hp
 from ..train import batches, fit
-from .base import Context, Method, SGDParams, UnlearnData
-
-
-@dataclasses.dataclass(frozen=True)
-class NegGradPlusParams(SGDParams):
-    beta: float = hp(0.95, ge=0.0, le=1.0, low=0.5, high=0.999, help="weight of the retain loss (1 - beta on the forget loss)")
-    lr: float = hp(0.01, gt=0.0, low=1e-4, high=5e-2, log=True, help="SGD learning rate")
-    epochs: int = hp(10, ge=1, low=3, high=10, help="passes over the retain set")
+from .base import Context, Method, UnlearnData
+from .params import NegGradPlusParams
 
 
 def cycle(data: TensorSet, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -7,21 +7,13 @@ of METHODS.md §2 (CIFAR-10: 200 epochs, lr 0.1, step decay every 40).
 
 from __future__ import annotations
 
-import dataclasses
 
 import torch
 from torch import nn
 
-from ..hparams import hp
 from ..train import batches, fit
-from .base import Context, Method, SGDParams, UnlearnData
-
-
-@dataclasses.dataclass(frozen=True)
-class RetrainParams(SGDParams):
-    lr: float = hp(0.05, gt=0.0, low=1e-3, high=0.2, log=True, help="SGD learning rate (cosine schedule)")
-    epochs: int = hp(60, ge=1, grid=(15, 30, 60), help="passes over the retain set")
-    batch_size: int = hp(64, ge=1, help="mini-batch size")
+from .base import Context, Method, UnlearnData
+from .params import RetrainParams
 
 
 def reinitialise(model: nn.Module, seed: int) -> None:

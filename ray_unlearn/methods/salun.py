@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 from torch import nn
 
-from ..hparams import hp
 from ..train import fit, make_optimizer
 from .base import Context, Method, UnlearnData
-from .random_label import RandomLabelParams, relabelled_source
+from .random_label import relabelled_source
 from .saliency import SaliencyMask
-
-
-@dataclasses.dataclass(frozen=True)
-class SalUnParams(RandomLabelParams):
-    lr: float = hp(0.013, gt=0.0, low=1e-3, high=5e-2, log=True, help="SGD learning rate")
-    mask_ratio: float = hp(0.5, gt=0.0, le=1.0, low=0.1, high=0.9, help="fraction r of weights (by saliency) that may change")
+from .params import SalUnParams
 
 
 class SalUn(Method):

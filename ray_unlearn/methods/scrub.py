@@ -3,31 +3,26 @@ the retain set (Kurmanji et al., NeurIPS 2023; METHODS.md §3).
 
 d(x) = T^2 * KL(softmax(f_o/T) || softmax(f_s/T)). Epoch e = 1..E: if e <= msteps a
 max pass over D_f minimising -mean d; then a min pass over D_r minimising gamma*CE + alpha*d.
+
+Learning rate as the official loop (`sgda_adjust_learning_rate(epoch, ...)` at the start of
+each epoch, repdistiller `helper/util.py`): epoch e runs both its passes at
+lr * 0.1^(number of milestones m with e > m), so with milestones (3, 5, 9) epochs 4-5 run at
+lr/10, 6-9 at lr/100, 10+ at lr/1000 (the CIFAR default of E = 3 never reaches one).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hparams import hp
 from ..train import batches, make_optimizer, train_epoch
-from .base import Context, Method, SGDParams, UnlearnData
+from .base import Context, Method, UnlearnData
+from .params import ScrubParams
 
-
-@dataclasses.dataclass(frozen=True)
-class ScrubParams(SGDParams):
-    lr: float = hp(5e-4, gt=0.0, low=1e-5, high=1e-2, log=True, help="SGD learning rate")
-    msteps: int = hp(2, ge=0, low=1, high=5, help="epochs that start with a max (forget) pass: the ascent steps")
-    epochs: int = hp(3, ge=1, low=2, high=10, help="epochs E (each ends with a min pass over the retain set)")
-    alpha: float = hp(1e-3, ge=0.0, low=1e-3, high=1.0, log=True, help="weight of the distillation term on the retain set")
-    gamma: float = hp(0.99, ge=0.0, low=0.5, high=1.0, help="weight of the CE term on the retain set")
-    temperature: float = hp(4.0, gt=0.0, grid=(1.0, 2.0, 4.0), help="distillation temperature T")
-    forget_batch_size: int = hp(32, ge=1, help="batch size of the max passes")
+LR_DECAY_RATE = 0.1  # official `lr_decay_rate`
 
 
 def distill_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
@@ -47,6 +42,8 @@ class Scrub(Method):
             p.requires_grad_(False)
         t = hp.temperature
         optimizer = make_optimizer(model.parameters(), hp.optim(hp.lr))
+        # stepped once per epoch (after both passes): epoch e runs at lr * 0.1^#{m : m < e}
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, sorted(hp.lr_milestones), gamma=LR_DECAY_RATE)
 
         def max_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -69,6 +66,7 @@ class Scrub(Method):
             logs["min_loss"] = train_epoch(
                 model, batches(data.retain, hp.batch_size, ctx.generator, augment=data.augment), min_loss, optimizer
             )
+            scheduler.step()
             if not ctx.report(epoch, model, **logs):
                 break
         return model

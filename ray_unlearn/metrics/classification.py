@@ -30,6 +30,8 @@ def evaluate(model: nn.Module, splits: Splits, seed: int, *, with_test: bool = T
         "mia": mia_efficacy(model, retain, splits.val, forget, seed),
     }
     out["ua"] = 100.0 - out["forget_acc"]
+    if splits.forget_classes:  # what should be kept: the collapse check compares this to the original's
+        out["val_r_acc"] = accuracy(model, _kept_classes(splits.val, splits.forget_classes))
     if with_test:
         out["test_acc"] = accuracy(model, splits.test)
         out["test_mia"] = mia_efficacy(model, retain, splits.test, forget, seed)
@@ -38,6 +40,11 @@ def evaluate(model: nn.Module, splits: Splits, seed: int, *, with_test: bool = T
             out["test_r_acc"] = accuracy(model, splits.test.subset(torch.nonzero(~forgotten).flatten()))
             out["test_f_acc"] = accuracy(model, splits.test.subset(torch.nonzero(forgotten).flatten()))
     return out
+
+
+def _kept_classes(data, classes: tuple[int, ...]):
+    forgotten = torch.isin(data.y, torch.tensor(classes, device=data.y.device))
+    return data.subset(torch.nonzero(~forgotten).flatten())
 
 
 def gaps(metrics: dict[str, float], retrain: dict[str, float]) -> dict[str, float]:

@@ -1,39 +1,42 @@
-"""Model registry. Plain PyTorch: no ray, optuna or mlflow."""
+"""Model registry. Plain PyTorch: no ray, optuna or mlflow.
+
+`archs.CATALOG` declares every architecture without importing torch; builders load on use.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from torch import nn
+from ..lazy import exports, load
+from .archs import check_compatible
 
-from ..errors import ConfigError
-from .base import Classifier
-from .resnet import resnet18
-from .small import cnn1d, mlp, small_cnn
+if TYPE_CHECKING:
+    from torch import nn
 
-# arch -> (builder, number of spatial dims of the input it takes; None = any)
-ARCHS: dict[str, tuple[Callable[..., Classifier], int | None]] = {
-    "small_cnn": (small_cnn, 2),
-    "mlp": (mlp, None),
-    "resnet18": (resnet18, 2),
-    "cnn1d": (cnn1d, 1),
-}
+    from .base import Classifier
 
 
-def check_compatible(arch: str, input_shape: tuple[int, ...], dataset: str) -> None:
-    _, spatial = ARCHS[arch]
-    if spatial is not None and len(input_shape) - 1 != spatial:
-        fits = sorted(a for a, (_, s) in ARCHS.items() if s is None or s == len(input_shape) - 1)
-        raise ConfigError(
-            "model.arch",
-            f"{arch} takes {spatial}-D inputs but dataset {dataset} gives shape {input_shape}; use one of {', '.join(fits)}",
-            value=arch,
-        )
+def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int) -> "nn.Module":
+    from .archs import CATALOG
+
+    builder, _ = CATALOG[arch]
+    return load(builder)(tuple(input_shape), num_classes)
 
 
-def build_model(arch: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    builder, _ = ARCHS[arch]
-    return builder(tuple(input_shape), num_classes)
+def _archs() -> dict[str, tuple[Callable[..., "Classifier"], int | None]]:
+    """arch -> (builder, number of spatial dims of the input it takes; None = any), builders imported now."""
+    from .archs import CATALOG
+
+    return {name: (load(builder), spatial) for name, (builder, spatial) in CATALOG.items()}
+
+
+_exports = exports(__name__, {"Classifier": ".base"})
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ARCHS":
+        return _archs()
+    return _exports(name)
 
 
 __all__ = ["ARCHS", "Classifier", "build_model", "check_compatible"]

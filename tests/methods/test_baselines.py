@@ -158,10 +158,14 @@ def test_l1_sparse_ends_with_a_smaller_l1_norm_than_finetuning(digits_refs):
 def test_salun_mask_keeps_the_stated_fraction_and_frozen_weights_stay_bit_identical(digits_refs):
     from ray_unlearn.methods.saliency import SaliencyMask
 
+    from .common import quick_params
+
     model, ctx = run_method("salun", digits_refs, mask_ratio=0.3, epochs=2)
     assert ctx.extras["mask_density"] == pytest.approx(0.3, abs=1e-3)
     original = digits_refs.model("original", torch.device("cpu"))
-    mask = SaliencyMask(original, digits_refs.splits.forget, 0.3, 128)
+    assert quick_params("salun").batch_size == 256, "SalUn's official batch size"
+    assert quick_params("amun").batch_size == 128 and quick_params("amun_salun").batch_size == 128, "AMUN's"
+    mask = SaliencyMask(original, digits_refs.splits.forget, 0.3, 256)
     moved = 0
     for p_new, p_old, m in zip(model.parameters(), original.parameters(), mask.masks):
         frozen = m == 0

@@ -1,0 +1,78 @@
+"""Does tuning find near-retrain configurations? The yardstick, on seeds the sweep never saw.
+
+For each classification method on MNIST-1D random 10 %: a sweep of a fixed budget over the
+method's shipped search_spaces/ YAML (its own search space and objective, Optuna TPE, seed 0 -
+what `ray-unlearn tune` does, in-process here), then its winner re-run on held-out seeds
+(data split, forget set, references and method seed all = s, never the sweep's 0), test split,
+mean ± spread of UA / RA / TA / MIA / Avg Gap (`ray_unlearn.confirm`). Beside it on the same seeds:
+the METHODS.md defaults, the untouched original (doing nothing) and retrain-vs-retrain (the
+`retrain` method against the reference retrain: the noise floor of Avg Gap).
+
+    python bench/quality.py                                   # every method, 32 trials, seeds 1,2,3
+    python bench/quality.py --methods amun,salun,mixunlearn --trials 24
+    python bench/quality.py --methods salun --trials 8 --seeds 1,2   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ray_unlearn.cache import Store, default_cache_dir
+from ray_unlearn.config import load_experiment
+from ray_unlearn.confirm import HEADERS, held_out
+from ray_unlearn.methods import METHODS
+from ray_unlearn.progress import table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from start_points import sweep  # noqa: E402  (the same in-process Optuna sweep)
+
+SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default=",".join(m for m in METHODS if m != "retrain"))
+    parser.add_argument("--trials", type=int, default=32, help="sweep budget per method (default 32)")
+    parser.add_argument("--seeds", default="1,2,3", help="held-out seeds (default 1,2,3; the sweep uses 0)")
+    parser.add_argument("--setting", default="mnist1d", help="search_spaces/<setting>_<method>.yaml (default mnist1d)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    store = Store(default_cache_dir())
+    seeds = [int(s) for s in args.seeds.split(",")]
+    device = torch.device("cpu")
+    rows, floor_done = [], False
+    started_all = time.perf_counter()
+    for method in args.methods.split(","):
+        path = SPACES / f"{args.setting}_{method}.yaml"
+        started = time.perf_counter()
+        print(f"{method}: sweep of {args.trials} trials over {path.name} (seed 0)", file=sys.stderr, flush=True)
+        point, trials = sweep(path, [0], args.trials, margin=0.0, store=store)
+        sweep_seconds = time.perf_counter() - started
+        exp = load_experiment(path)
+        configurations = [("tuned", method, {**exp.single.fixed, **point}), ("defaults", method, {})]
+        out = held_out(exp, configurations, seeds, store, device, noise_floor=not floor_done,
+                       progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+        for r in out:
+            name = r["configuration"]
+            if name.startswith("original") and floor_done:
+                continue  # doing nothing is the same for every method: shown once
+            label = f"{method} {name}" if name in ("tuned", "defaults") else name
+            rows.append({**r, "row": label, "trials": args.trials if name == "tuned" else "",
+                         "sweep s": f"{sweep_seconds:.0f}" if name == "tuned" else ""})
+        floor_done = True
+        print(table(rows, ["row", *HEADERS.values(), "failed", "trials", "sweep s"]), file=sys.stderr, flush=True)
+    forget = exp.data.forget
+    what = f"random {forget.fraction:.0%}" if forget.kind == "random" else f"{forget.kind} {list(forget.classes)}"
+    print(f"\n### {args.setting}, {what}: tuned (seed-0 sweep) vs defaults, held-out seeds {seeds}, test split, mean ± spread\n")
+    print(table(rows, ["row", *HEADERS.values(), "failed", "trials", "sweep s"]))
+    print(f"\n(total {time.perf_counter() - started_all:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

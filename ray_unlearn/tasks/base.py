@@ -1,0 +1,74 @@
+"""The Task contract: what differs between kinds of unlearning (classification, image-to-image, ...).
+
+Everything above the tasks (config, trial, search, tracking, workflow, commands) asks the
+experiment's task, never its name. A task declares, without importing torch, what config
+validation and the tables need; it does its torch work (references, trials) in its own modules,
+imported only when `prepare` or `run_trial` is called. Shared trial machinery (statuses, NaN and
+collapse handling, per-epoch reporting) is in `tasks.outcome` and `tasks.guards`, below every task.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+if TYPE_CHECKING:
+    from .outcome import TrialResult
+
+Progress = Callable[[str, int, int, dict], None]  # (reference model name, epoch, epochs, logs)
+Report = Callable[[dict[str, Any]], None]  # a trial's per-epoch metrics, to Tune or a progress bar
+
+
+class Task(abc.ABC):
+    """One kind of unlearning: its methods, accepted data and models, references, trials and vocabulary."""
+
+    name: ClassVar[str]
+    methods: ClassVar[Mapping[str, Any]]  # its methods by name: methods.entry.MethodEntry (torch-free catalog)
+    retained: ClassVar[tuple[str, ...]]  # objective.retained choices; the first is the default
+    forget_gap: ClassVar[str]  # the metric objective.forget_weight multiplies
+    metric_directions: ClassVar[Mapping[str, str]]  # its own metrics beside the shared vocabulary: "max" | "min"
+    trial_columns: ClassVar[tuple[str, ...]]  # what progress lines show for a trial (after score)
+    reference_columns: ClassVar[tuple[str, ...]]  # what the reference table shows per model
+    rank_columns: ClassVar[tuple[str, ...]]  # what the ranked trials table shows after rank/run_name/status/score
+    # what `best` shows of a run's metrics: (selection figures, test figures), around the shared mia_gap and avg_gap
+    best_columns: ClassVar[tuple[tuple[str, ...], tuple[str, ...]]] = ((), ())
+    spread_metrics: ClassVar[tuple[str, ...]] = ("score",)  # figures whose spread over tune.repeats is reported as `<name>_std`
+    sections: ClassVar[Mapping[str, type]] = {}  # extra top-level YAML sections it reads (name -> dataclass)
+
+    @abc.abstractmethod
+    def check_config(self, data: Any, model: Any, info: Any) -> None:
+        """Raise ConfigError unless this task accepts the dataset (`info`, a DatasetInfo) and `model.arch`."""
+
+    @abc.abstractmethod
+    def reference_key(self, exp: Any, splits: Any) -> str:
+        """The cache key of the references: a hash of exactly what they depend on (not the method, nor the objective)."""
+
+    @abc.abstractmethod
+    def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None,
+                splits: Any = None) -> tuple[Any, list[str]]:
+        """Load the reference models (original, retrain) and their metrics from `store`, training what is
+        missing; return them (picklable, with .key, .splits, .original_metrics, .retrain_metrics) and the
+        names of the models trained now."""
+
+    @abc.abstractmethod
+    def run_trial(self, exp: Any, refs: Any, sampled: Mapping[str, Any], *, seed: int, device: Any,
+                  report: Report | None = None, memo: Any = None,
+                  budget_seconds: float | None = None) -> "TrialResult":
+        """Run the method a trial config names on `refs` and evaluate it against the retrain model:
+        metrics (with `score`), status, and the figures the trial's MLflow run receives."""
+
+    # --- optional: the many-model audit (`ray-unlearn audit`, METHODS.md §7) ---------------------
+
+    def audit(self, exp: Any, refs: Any, configurations: Any, *, models: int, cache_root: str, runner: Any,
+              device: Any) -> Any:
+        """Audit (row name, method, hyperparameters) configurations with `models` unlearned and `models`
+        retrained models each; population members are trained through `runner` (see `audit_member`)."""
+        from ..errors import ConfigError
+
+        raise ConfigError("task", f"task {self.name} has no audit (yet)", value=self.name)
+
+    def audit_member(self, exp: Any, refs: Any, member: Any, store: Any, device: Any) -> tuple[Any, bool]:
+        """(statistics of one population model, whether it was trained now): read from `store`, else trained."""
+        from ..errors import ConfigError
+
+        raise ConfigError("task", f"task {self.name} has no audit (yet)", value=self.name)

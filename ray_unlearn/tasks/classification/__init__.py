@@ -1,0 +1,90 @@
+"""task: classification — forget samples or classes of an image (or sequence) classifier.
+
+This module imports no torch: config validation reads it. References and trials are in
+`references.py` and `trial.py`, imported when they run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from ...errors import ConfigError
+from ...methods.catalog import CATALOG
+from ...models.archs import CATALOG as ARCHS
+from ...models.archs import check_compatible
+from ...schema import unknown_name
+from ..base import Progress, Task
+
+
+class ClassificationTask(Task):
+    name = "classification"
+    methods = CATALOG
+    retained = ("val_acc", "test_acc", "retain_acc")
+    forget_gap = "ua_gap"
+    metric_directions = {
+        "val_acc": "max",
+        "test_acc": "max",
+        "retain_acc": "max",
+        "forget_acc": "min",
+        "ua": "max",
+        "mia": "max",
+        "mia_gap": "min",
+        "ua_gap": "min",
+        "avg_gap": "min",
+        "test_mia_gap": "min",
+        "test_avg_gap": "min",
+        "seconds": "min",
+        # the audit (`ray-unlearn audit`), written onto audited runs
+        "audit_score": "max",
+        "audit_forget_quality": "max",
+        "audit_quality_ratio": "max",
+        "audit_auc": "min",
+    }
+    trial_columns = ("val_acc", "forget_acc", "mia")
+    reference_columns = ("forget_acc", "retain_acc", "val_acc", "test_acc", "mia", "seconds")
+    rank_columns = ("val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc")
+    best_columns = (("val_acc", "forget_acc"), ("test_acc",))
+    spread_metrics = ("score", "val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc", "test_avg_gap")
+
+    def check_config(self, data: Any, model: Any, info: Any) -> None:
+        if model.arch not in ARCHS:
+            hint = " (autoencoder is for task: i2i)" if model.arch == "autoencoder" else ""
+            raise ConfigError("model.arch", unknown_name("model.arch", model.arch, list(ARCHS), "arch").problem + hint, value=model.arch)
+        try:
+            check_compatible(model.arch, info.input_shape, data.dataset)
+        except ConfigError as err:
+            if not info.lazy:
+                raise
+            raise ConfigError(err.key, err.problem.replace(f"shape {info.input_shape}", "images (C, H, W)"), value=err.value) from None
+        if info.lazy:  # its classes are known once loaded: data.check_forget_classes
+            return
+        for i, c in enumerate(data.forget.classes):
+            if not 0 <= c < info.num_classes:
+                raise ConfigError(f"data.forget.classes[{i}]", f"class {c} does not exist; {data.dataset} has classes 0..{info.num_classes - 1}", value=c)
+
+    def reference_key(self, exp: Any, splits: Any) -> str:
+        from .references import reference_key
+
+        return reference_key(exp, splits)
+
+    def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None, splits: Any = None) -> tuple[Any, list[str]]:
+        from .references import prepare
+
+        return prepare(exp, store, device, progress, splits)
+
+    def run_trial(self, exp: Any, refs: Any, sampled: Mapping[str, Any], *, seed: int, device: Any,
+                  report: Callable[[dict], None] | None = None, memo: Any = None, budget_seconds: float | None = None) -> Any:
+        from .trial import run_trial
+
+        return run_trial(exp, refs, sampled, seed=seed, device=device, report=report, memo=memo, budget_seconds=budget_seconds)
+
+    def audit(self, exp: Any, refs: Any, configurations: Any, *, models: int, cache_root: str, runner: Any,
+              device: Any) -> Any:
+        from .audit import audit
+
+        return audit(exp, refs, configurations, models=models, cache_root=cache_root, runner=runner, device=device)
+
+    def audit_member(self, exp: Any, refs: Any, member: Any, store: Any, device: Any) -> tuple[Any, bool]:
+        from .audit import member_stats
+
+        return member_stats(exp, refs, member, store, device)
