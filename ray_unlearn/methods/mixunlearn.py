@@ -200,7 +200,7 @@ class MixUnlearn(Method):
         state = MixUnlearnState(model, hp, data.num_classes, self.use_labels, forget.x)
         rng = np.random.RandomState(ctx.seed)  # lambda ~ Beta(alpha, alpha), one per batch
         retain_stream = _cycle_indices(len(retain), size, ctx.generator, retain.x.device)
-        step = 0
+        step = generator_steps = 0
         for epoch in range(1, hp.epochs + 1):
             order = torch.randperm(len(forget), generator=ctx.generator).to(forget.x.device)
             losses_u, losses_g = [], []
@@ -220,8 +220,10 @@ class MixUnlearn(Method):
                 losses_u.append(state.unlearner_step(*args, lam_u))
                 if step % hp.gen_interval == 0:
                     losses_g.append(state.generator_step(*args, lam_g))
+                    generator_steps += 1
                 state.update_ema()
                 step += 1
+                ctx.extras.update(unlearner_steps=float(step), generator_steps=float(generator_steps))
             logs = {"loss": float(np.mean(losses_u))}
             if losses_g:
                 logs["generator_loss"] = float(np.mean(losses_g))
