@@ -96,6 +96,11 @@ class ObjectiveConfig:
     retained: str | None = option(None, help="val_acc (default), test_acc or retain_acc; task i2i: val_psnr, retain_psnr, test_psnr")
     mia_weight: float = option(1.0, ge=0.0)
     forget_weight: float = option(0.0, ge=0.0, help="weight of |UA - UA_retrain| subtracted from the score")
+    mia: str = option("efficacy", help="the MIA of the score's |MIA - MIA_retrain| term: efficacy (SVC on confidence, "
+                                       "SalUn) or asr (LAF's attack on sorted softmax, MixUnlearn); classification only")
+    confidence_weight: float = option(0.0, ge=0.0, help="weight of forget_conf_distance (W1 between the forget set's "
+                                                        "logit-scaled confidences under the model and the retrain "
+                                                        "model) subtracted from the score; a continuous signal")
     pareto: tuple[str, ...] = ()
     max_val_drop: float | None = option(
         10.0, ge=0.0, help="a trial whose val_acc (class-wise forgetting: on the kept classes; task i2i: val_psnr, in dB) ends this "
@@ -455,6 +460,9 @@ def _parse(raw: Any) -> Experiment:
     task_sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in kind.sections.items()}
     sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
     sections["objective"] = _resolve_retained(sections["objective"], kind.retained, task)
+    if sections["objective"].mia not in kind.mia_gaps:
+        raise ConfigError("objective.mia", f"{sections['objective'].mia!r} is not allowed for task {task}; choose one of "
+                                           f"{', '.join(kind.mia_gaps)}", value=sections["objective"].mia)
     _check_registry_names(sections["data"], sections["model"], kind)
     method = raw["method"]
     fixed = _or_empty(raw.get("fixed"))  # `fixed:` left empty is null; `fixed: 0` or `[]` is a mistake

@@ -3,6 +3,7 @@
 `score` is always "higher is better", so sorting by score in MLflow puts the
 winner first whatever the objective:
 - combined: retained - mia_weight * |MIA - MIA_retrain| - forget_weight * |UA - UA_retrain|
+            - confidence_weight * forget_conf_distance (MIA: objective.mia, MIA-Efficacy or MIA-ASR)
 - avg_gap:  -avg_gap
 - pareto:   the listed metrics, each with its direction, for a multi-objective study
             (score is the combined value, recorded for ranking).
@@ -25,12 +26,19 @@ def forget_gap_metric(objective: ObjectiveConfig) -> str:
     return next(t.forget_gap for t in all_tasks() if objective.retained in t.retained)
 
 
+def mia_gap_metric(objective: ObjectiveConfig) -> str:
+    """The MIA gap objective.mia names (mia_gap for MIA-Efficacy, mia_asr_gap for MIA-ASR)."""
+    return next(t.mia_gaps[objective.mia] for t in all_tasks() if objective.retained in t.retained)
+
+
 def combined_score(metrics: Mapping[str, float], objective: ObjectiveConfig) -> float:
     forget_gap = metrics[forget_gap_metric(objective)] if objective.forget_weight else 0.0
+    confidence = metrics["forget_conf_distance"] if objective.confidence_weight else 0.0
     return (
         metrics[objective.retained]
-        - objective.mia_weight * metrics["mia_gap"]
+        - objective.mia_weight * metrics[mia_gap_metric(objective)]
         - (objective.forget_weight * forget_gap if objective.forget_weight else 0.0)
+        - (objective.confidence_weight * confidence if objective.confidence_weight else 0.0)
     )
 
 
@@ -56,9 +64,11 @@ def describe(objective: ObjectiveConfig) -> str:
         return "score = -avg_gap (mean |gap| to retrain over UA, RA, val acc, MIA)"
     if objective.kind == "pareto":
         return "pareto front of " + ", ".join(f"{m} ({d})" for m, d in targets(objective))
-    text = f"score = {objective.retained} - {objective.mia_weight:g} * mia_gap"
+    text = f"score = {objective.retained} - {objective.mia_weight:g} * {mia_gap_metric(objective)}"
     if objective.forget_weight:
         text += f" - {objective.forget_weight:g} * {forget_gap_metric(objective)}"
+    if objective.confidence_weight:
+        text += f" - {objective.confidence_weight:g} * forget_conf_distance"
     return text
 
 

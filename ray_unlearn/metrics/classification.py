@@ -13,6 +13,7 @@ from torch import nn
 
 from ..data.base import Splits
 from ..train import accuracy
+from .asr import mia_asr_model
 from .mia import mia_efficacy
 
 # the four figures Avg Gap averages (SalUn protocol; validation replaces test while tuning)
@@ -20,8 +21,9 @@ GAP_METRICS = ("ua", "retain_acc", "val_acc", "mia")
 TEST_GAP_METRICS = ("ua", "retain_acc", "test_acc", "test_mia")
 
 
-def evaluate(model: nn.Module, splits: Splits, seed: int, *, with_test: bool = True) -> dict[str, float]:
-    """UA, RA, validation/test accuracy and MIA-Efficacy of `model` (eval mode)."""
+def evaluate(model: nn.Module, splits: Splits, seed: int, *, with_test: bool = True, asr: bool = False) -> dict[str, float]:
+    """UA, RA, validation/test accuracy and MIA-Efficacy of `model` (eval mode); with `asr` also
+    MIA-ASR (LAF protocol; validation non-members while tuning, `test_mia_asr` with the test split)."""
     forget, retain = splits.forget, splits.retain
     out = {
         "forget_acc": accuracy(model, forget),
@@ -30,11 +32,15 @@ def evaluate(model: nn.Module, splits: Splits, seed: int, *, with_test: bool = T
         "mia": mia_efficacy(model, retain, splits.val, forget, seed),
     }
     out["ua"] = 100.0 - out["forget_acc"]
+    if asr:
+        out["mia_asr"] = mia_asr_model(model, retain, splits.val, forget, seed)
     if splits.forget_classes:  # what should be kept: the collapse check compares this to the original's
         out["val_r_acc"] = accuracy(model, _kept_classes(splits.val, splits.forget_classes))
     if with_test:
         out["test_acc"] = accuracy(model, splits.test)
         out["test_mia"] = mia_efficacy(model, retain, splits.test, forget, seed)
+        if asr:
+            out["test_mia_asr"] = mia_asr_model(model, retain, splits.test, forget, seed)
         if splits.forget_classes:
             forgotten = torch.isin(splits.test.y, torch.tensor(splits.forget_classes, device=splits.test.y.device))
             out["test_r_acc"] = accuracy(model, splits.test.subset(torch.nonzero(~forgotten).flatten()))
@@ -57,6 +63,9 @@ def gaps(metrics: dict[str, float], retrain: dict[str, float]) -> dict[str, floa
     if "test_acc" in metrics and "test_acc" in retrain:
         out["test_mia_gap"] = abs(metrics["test_mia"] - retrain["test_mia"])
         out["test_avg_gap"] = _mean_abs_diff(metrics, retrain, TEST_GAP_METRICS)
+    for key in ("mia_asr", "test_mia_asr"):  # MIA-ASR (LAF protocol), where both were computed
+        if key in metrics and key in retrain:
+            out[f"{key}_gap"] = abs(metrics[key] - retrain[key])
     return out
 
 

@@ -34,6 +34,8 @@ class Task(abc.ABC):
     best_columns: ClassVar[tuple[tuple[str, ...], tuple[str, ...]]] = ((), ())
     spread_metrics: ClassVar[tuple[str, ...]] = ("score",)  # figures whose spread over tune.repeats is reported as `<name>_std`
     sections: ClassVar[Mapping[str, type]] = {}  # extra top-level YAML sections it reads (name -> dataclass)
+    # objective.mia -> the gap metric the combined score subtracts; the first is the default
+    mia_gaps: ClassVar[Mapping[str, str]] = {"efficacy": "mia_gap"}
 
     @abc.abstractmethod
     def check_config(self, data: Any, model: Any, info: Any) -> None:

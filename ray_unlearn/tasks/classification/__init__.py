@@ -34,12 +34,18 @@ class ClassificationTask(Task):
         "test_mia_gap": "min",
         "test_avg_gap": "min",
         "seconds": "min",
+        "mia_asr": "max",
+        "mia_asr_gap": "min",
+        "test_mia_asr": "max",
+        "test_mia_asr_gap": "min",
+        "forget_conf_distance": "min",
         # the audit (`ray-unlearn audit`), written onto audited runs
         "audit_score": "max",
         "audit_forget_quality": "max",
         "audit_quality_ratio": "max",
         "audit_auc": "min",
     }
+    mia_gaps = {"efficacy": "mia_gap", "asr": "mia_asr_gap"}
     trial_columns = ("val_acc", "forget_acc", "mia")
     reference_columns = ("forget_acc", "retain_acc", "val_acc", "test_acc", "mia", "seconds")
     rank_columns = ("val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc")

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: val_r_acc in class-wise metrics. Bump when training or evaluation code changes what a cached entry holds
+CACHE_VERSION = 3  # 2: val_r_acc in class-wise metrics; 3: mia_asr, test_mia_asr. Bump when training or evaluation code changes what a cached entry holds
 
 Progress = Callable[[str, int, int, dict], None]  # (model name, epoch, epochs, logs)
 
@@ -145,7 +145,7 @@ def prepare(
         start = time.perf_counter()
         models[name] = train_reference(exp, on_device, data, device, name, progress)
         seconds[name] = time.perf_counter() - start
-        metrics[name] = {**evaluate(models[name], on_device, seed), "seconds": seconds[name]}
+        metrics[name] = {**evaluate(models[name], on_device, seed, asr=True), "seconds": seconds[name]}
     tensors = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in models.items()}
     meta = {
         "original_metrics": metrics["original"],

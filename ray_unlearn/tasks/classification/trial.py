@@ -13,6 +13,8 @@ from torch import nn
 from ...methods.base import Context, Memo, UnlearnData, in_memory_memo
 from ...methods.catalog import CATALOG
 from ...metrics import evaluate, with_reference
+from ...metrics.confidence import confidence_distance, logit_confidence_of
+from ...train import predict_logits
 from ...objective import WORST_SCORE, score
 from ..guards import (Report, check_finite, check_finite_outputs, collapse_message, epoch_reporter, failed,
                       stopped_collapsed, wrecked_message)
@@ -53,15 +55,18 @@ def run_trial(
         augment=refs.augment,
     )
     retrain = refs.retrain_metrics
+    retrain_phi = logit_confidence_of(predict_logits(refs.model("retrain", device), splits.forget.x), splits.forget.y)
     started = time.perf_counter()
+    per_epoch_asr = exp.objective.mia == "asr"  # the final evaluation always reports MIA-ASR
 
     def scored(model: nn.Module, with_test: bool) -> dict[str, float]:
         check_finite(model)  # a last step can leave NaN weights behind a finite mean loss
         try:
-            m = with_reference(evaluate(model, splits, exp.data.seed, with_test=with_test), retrain)
+            m = with_reference(evaluate(model, splits, exp.data.seed, with_test=with_test, asr=with_test or per_epoch_asr), retrain)
         except ValueError:  # e.g. the MIA's SVC refusing NaN features: huge finite weights, non-finite outputs
             check_finite_outputs(model, (splits.val, splits.forget))
             raise
+        m["forget_conf_distance"] = confidence_distance(predict_logits(model, splits.forget.x), retrain_phi, splits.forget.y)
         m["score"] = score(m, exp.objective)
         return m
 
