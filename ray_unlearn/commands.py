@@ -291,6 +291,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
         rows.append({"method": name, "summary": cls.summary, "searchable": searched})
     for row in rows:
         print(f"{row['method']}\n  {row['summary']}\n  search: {row['searchable']}\n")
+    from .plugins import broken
+
+    for plugin, problem in broken().items():  # reported, and skipped: the others still work
+        print(f"plugin not loaded: {plugin}: {problem}")
     print("details: ray-unlearn methods NAME")
     return 0
 

@@ -70,7 +70,13 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "small_cnn"
+    arch: str = option("small_cnn", help="a built-in or plugin model name, torchvision/<name>, or 'package.module:builder'")
+    kwargs: dict[str, Any] = option({}, help="keyword arguments for the builder (import-path, plugin and torchvision models)")
+    checkpoint: str | None = option(None, help="your trained original: a state dict for `arch` (torch.save(model.state_dict()));"
+                                               " measured, not trained")
+    retrain_checkpoint: str | None = option(None, help="your retrained model (else trained with `train:`)")
+    mix_layer: str | None = option(None, help="the submodule whose output is MixUnlearn's mix layer (e.g. layer3) for a "
+                                              "model without `mix_features`")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,12 +326,22 @@ def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> E
 
 
 def _relative_to(raw: Any, folder: Path) -> Any:
-    """A deletion request's relative `data.forget.file` is read from the YAML file's folder (made absolute here,
-    so a run's logged config and `best --export` still find it)."""
-    forget = raw.get("data", {}).get("forget") if isinstance(raw, dict) and isinstance(raw.get("data"), dict) else None
-    if isinstance(forget, dict) and isinstance(forget.get("file"), str) and not Path(forget["file"]).expanduser().is_absolute():
-        forget = {**forget, "file": str((folder / forget["file"]).resolve())}
-        raw = {**raw, "data": {**raw["data"], "forget": forget}}
+    """Relative paths a YAML names (a deletion request `data.forget.file`, `model.checkpoint`,
+    `model.retrain_checkpoint`) are read from the YAML file's folder: made absolute here, so a run's
+    logged config and `best --export` still find them."""
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            return str((folder / value).resolve())
+        return value
+
+    if not isinstance(raw, dict):
+        return raw
+    forget = raw.get("data", {}).get("forget") if isinstance(raw.get("data"), dict) else None
+    if isinstance(forget, dict) and "file" in forget:
+        raw = {**raw, "data": {**raw["data"], "forget": {**forget, "file": absolute(forget["file"])}}}
+    model = raw.get("model")
+    if isinstance(model, dict):
+        raw = {**raw, "model": {**model, **{k: absolute(model[k]) for k in ("checkpoint", "retrain_checkpoint") if k in model}}}
     return raw
 
 

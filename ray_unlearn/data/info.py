@@ -54,3 +54,22 @@ CATALOG: dict[str, tuple[DatasetInfo, str]] = {
         (IMAGE_FOLDER, "ray_unlearn.data.folder:load_image_folder"),
     ]
 }
+
+
+def _with_plugins(catalog: dict[str, tuple[DatasetInfo, str]]) -> dict[str, tuple[DatasetInfo, str]]:
+    """Datasets of installed packages (entry point group `ray_unlearn.datasets`): a loader
+    `(root=None, download=False) -> RawDataset` carrying its declaration as `.info`."""
+    from .. import plugins
+
+    for name, (ep, obj) in plugins.loaded("ray_unlearn.datasets").items():
+        info = getattr(obj, "info", None)
+        if name in catalog:
+            plugins.reject("ray_unlearn.datasets", ep, f"dataset {name!r} is a built-in dataset; choose another name")
+        elif not isinstance(info, DatasetInfo) or info.name != name:
+            plugins.reject("ray_unlearn.datasets", ep, f"its loader needs `.info`, a DatasetInfo named {name!r}")
+        else:
+            catalog[name] = (info, plugins.target(ep))
+    return catalog
+
+
+CATALOG = _with_plugins(CATALOG)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..train import autocast
+from ..errors import MethodError
 from .base import Context, Method, UnlearnData
 from .params import MixUnlearnParams
 
@@ -110,6 +111,11 @@ class MixUnlearnState:
     def __init__(self, model: nn.Module, hp: MixUnlearnParams, num_classes: int, use_labels: bool, sample: torch.Tensor):
         self.hp, self.num_classes, self.use_labels = hp, num_classes, use_labels
         self.unlearner = model
+        if not hasattr(model, "mix_features"):
+            raise MethodError(
+                "mixunlearn mixes features of an intermediate layer (METHODS.md §5: the built-in models' `features` "
+                "output, e.g. ResNet-18 stage 3); this model has none: name a submodule with model.mix_layer (e.g. layer3)"
+            )
         self.original = _frozen(copy.deepcopy(model))
         self.ema = _frozen(copy.deepcopy(model))
         with torch.no_grad():

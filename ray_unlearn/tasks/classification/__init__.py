@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 from ...errors import ConfigError
 from ...methods.catalog import CATALOG
 from ...models.archs import CATALOG as ARCHS
-from ...models.archs import check_compatible
+from ...models.archs import check_arch_name, check_compatible
 from ...schema import unknown_name
 from ..base import Progress, Task
 
@@ -53,9 +53,10 @@ class ClassificationTask(Task):
     spread_metrics = ("score", "val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc", "test_avg_gap")
 
     def check_config(self, data: Any, model: Any, info: Any) -> None:
-        if model.arch not in ARCHS:
-            hint = " (autoencoder is for task: i2i)" if model.arch == "autoencoder" else ""
-            raise ConfigError("model.arch", unknown_name("model.arch", model.arch, list(ARCHS), "arch").problem + hint, value=model.arch)
+        if model.arch == "autoencoder":
+            raise ConfigError("model.arch", unknown_name("model.arch", model.arch, list(ARCHS), "arch").problem
+                              + " (autoencoder is for task: i2i)", value=model.arch)
+        check_arch_name(model.arch)
         try:
             check_compatible(model.arch, info.input_shape, data.dataset)
         except ConfigError as err:

@@ -8,6 +8,7 @@ else (the method, its hyperparameters, the objective) reuses the cache.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
+from ...errors import ConfigError
 from ...cache import Store, stable_hash
 from ...data import load_splits
 from ...data.base import Splits, TensorSet
@@ -45,12 +47,14 @@ class References:
     original_metrics: dict[str, float]
     retrain_metrics: dict[str, float]
     augment: str
+    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    mix_layer: str | None = None
 
     def model(self, which: str, device: torch.device) -> nn.Module:
         """A fresh model with the 'original' or 'retrain' weights, in eval mode on `device`."""
         state = self.original_state if which == "original" else self.retrain_state
         info = self.splits.info
-        model = build_model(self.arch, info.input_shape, info.num_classes)
+        model = build_model(self.arch, info.input_shape, info.num_classes, self.model_kwargs, self.mix_layer)
         model.load_state_dict(state)
         return place_model(model, device).eval()
 
@@ -65,9 +69,52 @@ def reference_key(exp: "Experiment", splits: Splits) -> str:
         "forget": forget_fields(d.forget),
         "split": {"seed": d.seed, "val": d.val_fraction, "test": d.test_fraction, "max_train": d.max_train},
         "arch": exp.model.arch,
+        "model_kwargs": dict(exp.model.kwargs),
+        # a user's own weights by their content, not their path
+        "checkpoints": [file_hash(p) if p else None for p in (exp.model.checkpoint, exp.model.retrain_checkpoint)],
         "train": dataclasses.asdict(t),
     }
-    return f"ref-{d.dataset}-{exp.model.arch}-{stable_hash(fields)}"
+    arch = exp.model.arch.replace(":", "-").replace("/", "-").replace(".", "-")
+    return f"ref-{d.dataset}-{arch}-{stable_hash(fields)}"
+
+
+def file_hash(path: str) -> str:
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()[:16]
+    except OSError as err:
+        raise ConfigError("model.checkpoint", f"{path}: cannot be read: {err.strerror or err}", value=path) from None
+
+
+def load_checkpoint(path: str, model: nn.Module, key: str) -> None:
+    """Load a state dict saved with torch.save(model.state_dict()) into `model`; ConfigError naming the first mismatch."""
+    try:
+        state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(key, f"{path}: file not found", value=path) from None
+    except Exception as err:  # noqa: BLE001 - a file torch cannot read as weights is the user's to fix
+        raise ConfigError(key, f"{path}: not a weights file torch.load(weights_only=True) can read ({type(err).__name__}); "
+                               "save one with torch.save(model.state_dict(), path)", value=path) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(key, f"{path}: expected a state dict (name -> tensor), e.g. torch.save(model.state_dict(), path)", value=path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        if shapes:
+            k = shapes[0]
+            first = f"{k} has shape {tuple(state[k].shape)} in the file but {tuple(expected[k].shape)} in model.arch"
+        elif missing:
+            first = f"{missing[0]} is missing from the file"
+        else:
+            first = f"{unexpected[0]} is in the file but not in model.arch"
+        counts = f"{len(missing)} missing, {len(unexpected)} unexpected, {len(shapes)} of another shape"
+        raise ConfigError(key, f"{path} does not fit model.arch {model.__class__.__name__}: {first} ({counts})", value=path)
+    model.load_state_dict(state)
 
 
 def forget_fields(forget: Any) -> dict[str, Any]:
@@ -101,7 +148,7 @@ def train_reference(
     """Train a fresh model on `data` with the experiment's recipe and seed."""
     torch.manual_seed(exp.train.seed)
     info = splits.info
-    model = place_model(build_model(exp.model.arch, info.input_shape, info.num_classes), device)
+    model = place_model(build_model(exp.model.arch, info.input_shape, info.num_classes, exp.model.kwargs, exp.model.mix_layer), device)
     gen = torch.Generator().manual_seed(exp.train.seed)
     augment = resolve_augment(exp)
 
@@ -141,10 +188,20 @@ def prepare(
     on_device = splits.to(device)
     seed = exp.data.seed
     models, metrics, seconds = {}, {}, {}
+    info = splits.info
+    for name, path in (("original", exp.model.checkpoint), ("retrain", exp.model.retrain_checkpoint)):
+        if path:  # the user's own weights, checked before anything trains: measured, not trained
+            models[name] = build_model(exp.model.arch, info.input_shape, info.num_classes, exp.model.kwargs, exp.model.mix_layer)
+            load_checkpoint(path, models[name], "model.checkpoint" if name == "original" else "model.retrain_checkpoint")
+            models[name] = place_model(models[name], device).eval()
+            seconds[name] = 0.0
+    trained = []
     for name, data in (("original", on_device.train), ("retrain", on_device.retain)):
-        start = time.perf_counter()
-        models[name] = train_reference(exp, on_device, data, device, name, progress)
-        seconds[name] = time.perf_counter() - start
+        if name not in models:
+            start = time.perf_counter()
+            models[name] = train_reference(exp, on_device, data, device, name, progress)
+            seconds[name] = time.perf_counter() - start
+            trained.append(name)
         metrics[name] = {**evaluate(models[name], on_device, seed, asr=True), "seconds": seconds[name]}
     tensors = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in models.items()}
     meta = {
@@ -157,7 +214,7 @@ def prepare(
     }
     store.put(key, tensors, meta)
     logger.info("references %s trained and stored in %s", key, store.entry(key))
-    return _references(exp, key, splits, tensors, meta), names
+    return _references(exp, key, splits, tensors, meta), trained
 
 
 def check_loaded(exp: "Experiment", splits: Splits) -> None:
@@ -173,6 +230,8 @@ def _references(exp: "Experiment", key: str, splits: Splits, tensors: dict[str, 
         key=key,
         splits=splits,
         arch=exp.model.arch,
+        model_kwargs=dict(exp.model.kwargs),
+        mix_layer=exp.model.mix_layer,
         original_state=tensors["original"],
         retrain_state=tensors["retrain"],
         original_metrics=meta["original_metrics"],

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ...methods.base import Context, Memo, UnlearnData, in_memory_memo
-from ...methods.catalog import CATALOG
+from ...registry import get_method
 from ...metrics import evaluate, with_reference
 from ...metrics.confidence import confidence_distance, logit_confidence_of
 from ...train import predict_logits
@@ -43,7 +43,7 @@ def run_trial(
 ) -> TrialResult:
     """Run the method a trial config names with its sampled hyperparameters (plus `fixed`)."""
     method_name, _ = exp.resolve(sampled)
-    method = CATALOG[method_name].load()()
+    method = get_method(method_name)  # built-in or plugin
     hp = exp.method_params(sampled)
     splits = refs.splits.to(device)
     original = refs.model("original", device)

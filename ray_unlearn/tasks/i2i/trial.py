@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ...data.base import Splits
-from ...i2i.catalog import CATALOG
+from ...registry import get_method
 from ...i2i.data import I2IData
 from ...i2i.metrics import constant_fill_psnr, reconstruct
 from ...i2i.models import corrupt
@@ -27,7 +27,7 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
                   report: Callable | None = None, memo: Memo | None = None, budget_seconds: float | None = None) -> Any:
     """One I2I trial: the method on I2IData, metrics against the retrain model, a reconstruction grid."""
     method_name, _ = exp.resolve(sampled)
-    method = CATALOG[method_name].load()()
+    method = get_method(method_name)  # built-in or plugin
     hp = exp.method_params(sampled)
     splits = refs.splits.to(device)
     original, retrain = refs.model("original", device), refs.model("retrain", device)
