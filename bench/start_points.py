@@ -70,7 +70,11 @@ def evaluate_point(exp_by_seed: dict[int, tuple[Experiment, References]], point:
 
 
 def suggest(trial: optuna.Trial, exp: Experiment) -> dict[str, Any]:
-    return {name: dim.suggest(trial, name) for name, dim in exp.search.items()}
+    """A candidate as it will be written: floats rounded to the 3 significant digits `write_start`
+    writes, so the point evaluated is exactly the point shipped (a high-lr point can sit on a knife's
+    edge where the 4th digit decides between fine and collapsed)."""
+    point = {name: dim.suggest(trial, name) for name, dim in exp.search.items()}
+    return {k: float(format_value(v)) if isinstance(v, float) else v for k, v in point.items()}
 
 
 def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store) -> tuple[dict[str, Any], list[dict]]:
