@@ -11,6 +11,7 @@ the METHODS.md defaults, the untouched original (doing nothing) and retrain-vs-r
     python bench/quality.py                                   # every method, 32 trials, seeds 1,2,3
     python bench/quality.py --methods amun,salun,mixunlearn --trials 24
     python bench/quality.py --methods salun --trials 8 --seeds 1,2   # a quick look
+    python bench/quality.py --methods amun --set objective.kind=avg_gap   # another objective for the sweep
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=32, help="sweep budget per method (default 32)")
     parser.add_argument("--seeds", default="1,2,3", help="held-out seeds (default 1,2,3; the sweep uses 0)")
     parser.add_argument("--setting", default="mnist1d", help="search_spaces/<setting>_<method>.yaml (default mnist1d)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the YAMLs' keys for the sweep, e.g. --set objective.confidence_weight=1")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     store = Store(default_cache_dir())
@@ -51,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         path = SPACES / f"{args.setting}_{method}.yaml"
         started = time.perf_counter()
         print(f"{method}: sweep of {args.trials} trials over {path.name} (seed 0)", file=sys.stderr, flush=True)
-        point, trials = sweep(path, [0], args.trials, margin=0.0, store=store)
+        point, trials = sweep(path, [0], args.trials, margin=0.0, store=store, overrides=args.overrides)
         sweep_seconds = time.perf_counter() - started
-        exp = load_experiment(path)
+        exp = load_experiment(path, args.overrides)
         configurations = [("tuned", method, {**exp.single.fixed, **point}), ("defaults", method, {})]
         out = held_out(exp, configurations, seeds, store, device, noise_floor=not floor_done,
                        progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))

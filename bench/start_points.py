@@ -77,11 +77,12 @@ def suggest(trial: optuna.Trial, exp: Experiment) -> dict[str, Any]:
     return {k: float(format_value(v)) if isinstance(v, float) else v for k, v in point.items()}
 
 
-def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store) -> tuple[dict[str, Any], list[dict]]:
-    base = load_experiment(path)
+def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store,
+          overrides: list[str] = ()) -> tuple[dict[str, Any], list[dict]]:
+    base = load_experiment(path, list(overrides))
     exp_by_seed = {}
     for s in seeds:
-        exp = load_experiment(path, seeded(path, s))
+        exp = load_experiment(path, [*overrides, *seeded(path, s)])
         refs, _ = prepare(exp, store, torch.device("cpu"))
         exp_by_seed[s] = (exp, refs)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
