@@ -80,6 +80,16 @@ Stats = dict[str, Any]  # forget_logits (|D_f| x K float32 tensor), retain_acc, 
 Runner = Callable[[Experiment, References, Sequence[Member], str], list[Stats]]
 
 
+def model_stats(model: torch.nn.Module, splits: Any) -> Stats:
+    """What the audit reads of one model: its forget-set logits (fp32), retain and test accuracy."""
+    model.eval()
+    return {
+        "forget_logits": predict_logits(model, splits.forget.x).cpu(),
+        "retain_acc": torch.tensor(accuracy(model, splits.retain)),
+        "test_acc": torch.tensor(accuracy(model, splits.test)),
+    }
+
+
 def member_stats(exp: Experiment, refs: References, member: Member, store: Store, device: torch.device) -> tuple[Stats, bool]:
     """(stats of one population model, whether it was trained now): from the store, else trained and stored."""
     key = member.key(refs.key, exp)
@@ -97,12 +107,7 @@ def member_stats(exp: Experiment, refs: References, member: Member, store: Store
     else:
         seeded = dataclasses.replace(exp, train=dataclasses.replace(exp.train, seed=member.seed))
         model = train_reference(seeded, splits, splits.retain, device, f"retrain seed {member.seed}")
-    model.eval()
-    stats = {
-        "forget_logits": predict_logits(model, splits.forget.x).cpu(),
-        "retain_acc": torch.tensor(accuracy(model, splits.retain)),
-        "test_acc": torch.tensor(accuracy(model, splits.test)),
-    }
+    stats = model_stats(model, splits)
     store.put(key, {"stats": stats}, {"member": dataclasses.asdict(member), "refs": refs.key})
     return stats, True
 
@@ -174,11 +179,7 @@ class AuditReport:
 
 def original_stats(refs: References, device: torch.device, n: int) -> list[Stats]:
     """The untouched original is one deterministic model: its population is n copies of it."""
-    splits = refs.splits.to(device)
-    model = refs.model("original", device)
-    stats = {"forget_logits": predict_logits(model, splits.forget.x).cpu(),
-             "retain_acc": torch.tensor(accuracy(model, splits.retain)), "test_acc": torch.tensor(accuracy(model, splits.test))}
-    return [stats] * n
+    return [model_stats(refs.model("original", device), refs.splits.to(device))] * n
 
 
 def population(configurations: Sequence[tuple[str, str, Mapping[str, Any]]], models: int) -> list[Member]:
