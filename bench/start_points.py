@@ -38,15 +38,16 @@ from ray_unlearn.objective import WORST_SCORE
 from ray_unlearn.progress import table
 from ray_unlearn.references import prepare
 from ray_unlearn.tasks.classification.references import References
-from ray_unlearn.trial import run_trial
+from ray_unlearn.trial import run_repeats
 
 
 def seeded(path: Path, seed: int) -> list[str]:
     return [f"data.seed={seed}", f"train.seed={seed}", f"tune.seed={seed}"]
 
 
-def robust_score(exp: Experiment, runs: list[tuple[References, dict]], margin: float) -> tuple[float, str]:
-    """The worst seed's score; WORST_SCORE when any seed failed or came within `margin` of collapsing."""
+def robust_score(exp: Experiment, runs: list[tuple[References, dict]], margin: float, aggregate: str = "min") -> tuple[float, str]:
+    """The worst seed's score (`aggregate="mean"`: the seeds' mean); WORST_SCORE when any seed failed
+    or came within `margin` of collapsing."""
     scores = []
     for refs, result in runs:
         if result["status"] != "ok":
@@ -58,13 +59,14 @@ def robust_score(exp: Experiment, runs: list[tuple[References, dict]], margin: f
             if result[key] < floor + margin:
                 return WORST_SCORE, f"{key} {result[key]:.1f} within {margin:g} of the collapse threshold {floor:.1f}"
         scores.append(result["score"])
-    return min(scores), ""
+    return (statistics.fmean(scores) if aggregate == "mean" else min(scores)), ""
 
 
 def evaluate_point(exp_by_seed: dict[int, tuple[Experiment, References]], point: dict[str, Any], store: Store) -> list[tuple[References, dict]]:
     runs = []
     for seed, (exp, refs) in exp_by_seed.items():
-        result = run_trial(exp, refs, point, seed=seed, device=torch.device("cpu"), memo=store.memo(refs.key))
+        # as a `ray-unlearn tune` trial does: tune.repeats runs (method seeds tune.seed = s, s + 1, ...), averaged
+        result = run_repeats(exp, refs, point, device=torch.device("cpu"), memo=store.memo(refs.key))
         runs.append((refs, {**result.metrics, "status": result.status, "message": result.message}))
     return runs
 
@@ -78,7 +80,7 @@ def suggest(trial: optuna.Trial, exp: Experiment) -> dict[str, Any]:
 
 
 def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store,
-          overrides: list[str] = ()) -> tuple[dict[str, Any], list[dict]]:
+          overrides: list[str] = (), aggregate: str = "min") -> tuple[dict[str, Any], list[dict]]:
     base = load_experiment(path, list(overrides))
     exp_by_seed = {}
     for s in seeds:
@@ -94,7 +96,7 @@ def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store
     def objective(trial: optuna.Trial) -> float:
         point = suggest(trial, base)
         runs = evaluate_point(exp_by_seed, point, store)
-        value, why = robust_score(base, runs, margin)
+        value, why = robust_score(base, runs, margin, aggregate)
         ms = [m for _, m in runs]
         row = {"trial": trial.number, "robust": value, "why": why,
                **{f"mean_{k}": statistics.fmean(m.get(k, math.nan) for m in ms) for k in ("score", "val_acc", "avg_gap", "test_avg_gap")},

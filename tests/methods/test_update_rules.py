@@ -98,6 +98,24 @@ def test_gradient_ascent_step_descends_on_minus_forget_ce():
     assert_same_weights(got, want)
 
 
+def test_optimizer_adam_replaces_sgd_with_adam_at_the_same_lr_and_weight_decay():
+    """`optimizer: adam` (for Adam-trained originals): two full-batch steps match torch's Adam
+    (lr, wd as given, default betas), and differ from what SGD would have done."""
+    data = tiny_data()
+    model = linear_model()
+    got = run("gradient_ascent", model, data, lr=LR, epochs=2, batch_size=64, optimizer="adam")
+    want = copy.deepcopy(model).train()
+    opt = torch.optim.Adam(want.parameters(), lr=LR, weight_decay=WD)
+    for _ in range(2):
+        opt.zero_grad()
+        (-F.cross_entropy(want(data.forget.x), data.forget.y)).backward()
+        opt.step()
+    assert_same_weights(got, want)
+    f = data.forget
+    sgd = sgd_replay(model, [lambda m: -F.cross_entropy(m(f.x), f.y)] * 2)
+    assert not torch.allclose(got.weight, sgd.weight, atol=1e-3)
+
+
 def test_gradient_ascent_clips_the_gradient_norm_at_10():
     data = tiny_data()
     data.forget.x.mul_(100.0)  # a gradient norm far above 10
