@@ -177,6 +177,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"\nbest trials of {exp.experiment} ({describe(exp.objective)}; retrain {retained} "
           f"{refs.retrain_metrics[retained]:.2f}, mia {refs.retrain_metrics['mia']:.2f}):")
     print(table(summary.rows[:10], summary.columns))
+    if summary.per_method:
+        print("\nbest trial per method:")
+        print(table(summary.per_method, summary.columns))
     if outcome.errors:
         print(f"{outcome.errors} trial(s) failed; see their MLflow runs (status FAILED)", file=sys.stderr)
     print(f"\nMLflow: experiment {exp.experiment!r} in {tracker.uri}, sweep run {tracker.parent_id}")

@@ -38,6 +38,17 @@ class Summary:
     front: list[dict[str, Any]]  # Pareto front (multi-objective sweeps)
     front_columns: list[str]
     link: str  # the runs table of this sweep, sorted by score, best first
+    per_method: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # multi-method: each method's best trial
+
+
+def best_per_method(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each method's best finished trial, in the order of `rows` (best first): a multi-method study
+    answers "which method" and "how good is each one tuned" in one sweep."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("status") == "ok":
+            seen.setdefault(r["method"], r)
+    return list(seen.values())
 
 
 def slug(exp: Experiment) -> str:
@@ -146,12 +157,14 @@ class Sweep:
                 images.append(importance_plot(rows, exp.search, Path(tmp) / "param_importances.png"))
             if front:
                 images.append(pareto_plot(rows, front, goals, Path(tmp) / "pareto_front.png"))
-            note = self._note(rows[:10], columns, front)
+            per_method = best_per_method(rows) if exp.multi else []
+            note = self._note(rows[:10], columns, front, per_method)
             self.tracker.finish(rows, note=note, files=files, images=[i for i in images if i is not None])
         base = self.tracker.uri if self.tracker.uri.startswith("http") else LOCAL_UI
-        return Summary(rows, columns, goals, front, front_columns, self.tracker.runs_url(base, self.tracker.parent_id))
+        return Summary(rows, columns, goals, front, front_columns, self.tracker.runs_url(base, self.tracker.parent_id), per_method)
 
-    def _note(self, top: list[dict[str, Any]], columns: list[str], front: list[dict[str, Any]]) -> str:
+    def _note(self, top: list[dict[str, Any]], columns: list[str], front: list[dict[str, Any]],
+              per_method: list[dict[str, Any]] = ()) -> str:
         exp = self.exp
         lines = [f"## {exp.experiment}: {exp.method.replace('|', ', ')} on {exp.data.dataset}", ""]
         if top:
@@ -159,6 +172,8 @@ class Sweep:
             winning = ", ".join(f"`{k}={v}`" for k, v in sorted(best["hyperparameters"].items()))
             lines += [f"**Best trial:** {best['run_name']} ({best['method']}) with score {best['score']:.3f}: {winning}", ""]
         lines.append(markdown_table(top, columns))
+        if per_method:
+            lines += ["", "**Best trial per method:**", "", markdown_table(list(per_method), columns)]
         if front:
             lines += ["", f"**Pareto front** ({len(front)} trials): " + ", ".join(r["run_name"] for r in front)]
         return "\n".join(lines)

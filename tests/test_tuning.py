@@ -107,9 +107,13 @@ def test_start_point_runs_first_then_several_methods_are_chosen_between(tmp_path
     exp = parse_experiment(raw)
     s = Sweep(exp, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", storage=str(tmp_path / "rr"), store=Store(cache_dir))
     outcome = s.run()
-    s.finish(outcome)
+    summary = s.finish(outcome)
     by_name = {r["run_name"]: r for r in outcome.rows}
     first, second = by_name["gradient_ascent-000"], by_name["neggrad_plus-001"]
+    finished = [r for r in summary.rows if r["status"] == "ok"]
+    by_method = {m: max((r for r in finished if r["method"] == m), key=lambda r: r["score"]) for m in {r["method"] for r in finished}}
+    assert {r["method"]: r["run_name"] for r in summary.per_method} == {m: r["run_name"] for m, r in by_method.items()}, \
+        "each method's best trial is reported"
     assert first["hyperparameters"] == {"lr": 2e-4, "epochs": 25}, "the start point is evaluated first"
     assert second["hyperparameters"] == {"beta": 0.9}
     client, runs = children(s)
