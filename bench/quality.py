@@ -3,7 +3,7 @@
 For each classification method on MNIST-1D random 10 %: a sweep of a fixed budget over the
 method's shipped search_spaces/ YAML (its own search space and objective, Optuna TPE, seed 0 -
 what `ray-unlearn tune` does, in-process here), then its winner re-run on held-out seeds
-(data split, forget set, references and method seed all = s, never the sweep's 0), test split,
+(data split, forget set, references and method seed all = s, never the sweep's or the re-check's), test split,
 mean ± spread of UA / RA / TA / MIA / Avg Gap (`ray_unlearn.confirm`). Beside it on the same seeds:
 the METHODS.md defaults, the untouched original (doing nothing) and retrain-vs-retrain (the
 `retrain` method against the reference retrain: the noise floor of Avg Gap).
@@ -12,6 +12,11 @@ the METHODS.md defaults, the untouched original (doing nothing) and retrain-vs-r
     python bench/quality.py --methods amun,salun,mixunlearn --trials 24
     python bench/quality.py --methods salun --trials 8 --seeds 1,2   # a quick look
     python bench/quality.py --methods amun --set objective.kind=avg_gap   # another objective for the sweep
+    python bench/quality.py --methods amun,salun,mixunlearn --write   # regenerate their start: points
+
+The sweep's 5 best candidates are re-run on seeds 10 and 20 and the best mean over the three seeds
+wins (`--recheck`, `--recheck-seeds`): a winner picked on one seed's noisy validation figures is
+partly picked for its luck. "trials" shows the budget as sweep+K x re-check seeds.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from ray_unlearn.methods import METHODS
 from ray_unlearn.progress import table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from start_points import sweep, write_start  # noqa: E402  (the same in-process Optuna sweep)
+from start_points import recheck, sweep, write_start  # noqa: E402  (the same in-process Optuna sweep)
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 # "beats both": the tuned Avg Gap mean is below doing nothing's and the METHODS.md defaults' (or
@@ -46,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-seeds", default="0",
                         help="data/model seeds every sweep candidate runs on, scored by their mean (default 0; e.g. 0,10)")
     parser.add_argument("--setting", default="mnist1d", help="search_spaces/<setting>_<method>.yaml (default mnist1d)")
+    parser.add_argument("--recheck", type=int, default=5, metavar="K",
+                        help="re-run the sweep's K best candidates on --recheck-seeds and pick the best mean (default 5; 0: off)")
+    parser.add_argument("--recheck-seeds", default="10,20", help="seeds of the re-check, never held-out ones (default 10,20)")
     parser.add_argument("--write", action="store_true",
                         help="write each winner as its YAML's start: point (only where it failed on no held-out seed)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -55,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(default_cache_dir())
     seeds = [int(s) for s in args.seeds.split(",")]
     sweep_seeds = [int(s) for s in args.sweep_seeds.split(",")]
-    if set(seeds) & set(sweep_seeds):
-        parser.error(f"--seeds {args.seeds} and --sweep-seeds {args.sweep_seeds} overlap: held-out seeds must be ones the sweep never saw")
+    recheck_seeds = [int(s) for s in args.recheck_seeds.split(",")] if args.recheck else []
+    if set(seeds) & (set(sweep_seeds) | set(recheck_seeds)):
+        parser.error(f"--seeds {args.seeds} overlaps --sweep-seeds {args.sweep_seeds} or --recheck-seeds {args.recheck_seeds}: "
+                     "held-out seeds must be ones the selection never saw")
     if args.write and args.overrides:
         parser.error("--write with --set would write a start point the YAML's own search space never swept; edit the YAML instead")
     device = torch.device("cpu")
@@ -67,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         print(f"{method}: sweep of {args.trials} trials over {path.name} (seeds {sweep_seeds})", file=sys.stderr, flush=True)
         point, trials = sweep(path, sweep_seeds, args.trials, margin=0.0, store=store, overrides=args.overrides, aggregate="mean")
+        if args.recheck:
+            point, _ = recheck(path, trials, args.recheck, recheck_seeds, len(sweep_seeds), store, args.overrides)
         sweep_seconds = time.perf_counter() - started
         winners.append(f"{method}: {point}")
         print(f"  winner: {point}", file=sys.stderr, flush=True)
@@ -87,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             if name.startswith("original") and floor_done:
                 continue  # doing nothing is the same for every method: shown once
             label = f"{method} {name}" if name in ("tuned", "defaults") else name
-            rows.append({**r, "row": label, "trials": args.trials if name == "tuned" else "",
+            budget = f"{args.trials}+{args.recheck}x{len(recheck_seeds)}" if args.recheck else str(args.trials)
+            rows.append({**r, "row": label, "trials": budget if name == "tuned" else "",
                          "beats both": ("yes" if beats else "no") if name == "tuned" else "",
                          "sweep s": f"{sweep_seconds:.0f}" if name == "tuned" else ""})
         floor_done = True

@@ -111,6 +111,31 @@ def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store
     return {name: best[name] for name in base.search}, rows
 
 
+def recheck(path: Path, rows: list[dict], top: int, seeds: list[int], sweep_seeds: int, store: Store,
+            overrides: list[str] = ()) -> tuple[dict[str, Any], list[dict]]:
+    """The sweep's `top` candidates re-run on `seeds` (ones the sweep never used); the winner is the
+    best mean score over all their seeds, any failure scoring WORST_SCORE. A sweep on a noisy score
+    picks its top trial partly for its luck (the winner's curse); a second look on other seeds
+    tells a robust configuration from a lucky one at the cost of `top * len(seeds)` trials."""
+    base = load_experiment(path, list(overrides))
+    exp_by_seed = {}
+    for s in seeds:
+        exp = load_experiment(path, [*overrides, *seeded(path, s)])
+        exp_by_seed[s] = (exp, prepare(exp, store, torch.device("cpu"))[0])
+    finished = sorted((r for r in rows if r["robust"] > WORST_SCORE), key=lambda r: r["robust"], reverse=True)
+    rechecked = []
+    for r in finished[:top]:
+        point = {name: r[name] for name in base.search}
+        value, why = robust_score(base, evaluate_point(exp_by_seed, point, store), 0.0, "mean")
+        mean = WORST_SCORE if value == WORST_SCORE else (sweep_seeds * r["robust"] + len(seeds) * value) / (sweep_seeds + len(seeds))
+        rechecked.append({**r, "recheck": value, "overall": mean, "why": why})
+        print(f"  recheck trial {r['trial']:3d}  sweep {r['robust']:9.3f}  seeds {seeds} {value:9.3f}  overall {mean:9.3f}  {why}", flush=True)
+    if not rechecked:
+        return {name: rows[0][name] for name in base.search}, rechecked
+    best = max(rechecked, key=lambda r: r["overall"])
+    return {name: best[name] for name in base.search}, rechecked
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
