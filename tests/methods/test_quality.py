@@ -38,15 +38,17 @@ SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 KEEPS_THE_CLASS = {"finetune", "amun", "amun_salun", "amun_no_retain", "l1_sparse"}
 
 # MNIST-1D, random 10 % (retrain: forget accuracy ~92, test Avg Gap of the untouched original ~5.5-6).
-# Test Avg Gap at least 1 below doing nothing's (3 seeds: 1.9 to 4.2 below):
-CLOSES_THE_GAP = {"amun", "amun_salun", "l1_sparse", "random_label", "retrain"}
-# Forget accuracy moves from 100 % to 98 % or less (3 seeds: 91.7 to 96.9):
-MOVES_FORGET_ACC = {"amun", "random_label", "salun", "retrain"}
+# Test Avg Gap at least 1 below doing nothing's (3 seeds: 1.9 to 4.2 below; amun and mixunlearn at
+# their bench/quality.py start points: test Avg Gap 1.0 to 3.0, doing nothing's ~5.5-6):
+CLOSES_THE_GAP = {"amun", "amun_salun", "l1_sparse", "mixunlearn", "random_label", "retrain"}
+# Forget accuracy moves from 100 % to 98 % or less (3 seeds: 91.1 to 96.9; amun's start point is
+# not here: 94.4 / 98.9 / 94.7 on seeds 0-2, too close to the line on seed 1):
+MOVES_FORGET_ACC = {"mixunlearn", "random_label", "salun", "retrain"}
 # Forget accuracy stays near 100 %, as FT and GA leave CIFAR-10's at > 99 % in the SalUn table
 # (UA 0.63 / 0.69): too little signal per step at this scale (3 seeds: 98.6 to 100).
 STAYS_ON_MNIST1D = {"finetune", "gradient_ascent", "scrub", "neggrad_plus", "mixunlearn_agnostic"}
-# amun_no_retain and mixunlearn: neither closes the gap nor keeps forget accuracy consistently over
-# seeds at their robust start points; only "not collapsed" is asserted for them.
+# amun_no_retain neither closes the gap nor keeps forget accuracy consistently over seeds at its
+# robust start point; only "not collapsed" is asserted for it.
 
 ROWS: dict[str, dict[str, dict]] = {"digits": {}, "mnist1d": {}}
 TITLES = {"digits": "digits, forget digit 0 (start points)", "mnist1d": "MNIST-1D, random 10 %, seed 0 (start points)"}
