@@ -132,7 +132,7 @@ def test_diverged_and_collapsed_trials_get_the_worst_score_and_are_never_best(tm
     """gradient ascent with lr 1e6 goes non-finite in its first epoch; lr 0.5 drives accuracy to chance (stopped early)."""
     name = f"nan-{uuid.uuid4().hex[:8]}"
     exp = parse_experiment(digits_config(
-        experiment=name, method="gradient_ascent", fixed={"epochs": 5},
+        experiment=name, method="gradient_ascent", fixed={"epochs": 10},
         search={"lr": {"choice": [0.003, 0.5, 1.0e6]}, "points_to_evaluate": [{"lr": 0.003}, {"lr": 0.5}, {"lr": 1.0e6}]},
         tune={"num_samples": 3, "max_concurrent": 2, "report_seconds": 0},
     ))
@@ -156,8 +156,9 @@ def test_diverged_and_collapsed_trials_get_the_worst_score_and_are_never_best(tm
         assert run.data.tags["ray_unlearn.message"]
     assert "diverged" in by_lr[1.0e6].data.tags["ray_unlearn.message"]
     epochs = {lr: len(client.get_metric_history(r.info.run_id, "epoch")) for lr, r in by_lr.items()}
-    assert epochs[1.0e6] < 5 == epochs[0.003], f"the diverged trial stopped early: {epochs}"
-    assert epochs[0.5] < 5, f"the collapsed trial (val_acc at chance) stopped early: {epochs}"
+    # 10 epochs: on some CPUs lr 0.5 reaches chance only in epoch 4-5, two evaluations in a row must show it
+    assert epochs[1.0e6] < 10 == epochs[0.003], f"the diverged trial stopped early: {epochs}"
+    assert epochs[0.5] < 10, f"the collapsed trial (val_acc at chance) stopped early: {epochs}"
     assert "in a row" in by_lr[0.5].data.tags["ray_unlearn.message"]
     assert by_lr[0.003].data.tags.get("best") == "true"
     assert all(r.data.tags.get("best") != "true" for r in (by_lr[0.5], by_lr[1.0e6]))
