@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write and args.overrides:
         parser.error("--write with --set would write a start point the YAML's own search space never swept; edit the YAML instead")
     device = torch.device("cpu")
+    budget = f"{args.trials}+{args.recheck}x{len(recheck_seeds)}" if args.recheck else str(args.trials)
     rows, winners, floor_done = [], [], False
     started_all = time.perf_counter()
     for method in args.methods.split(","):
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{method}: sweep of {args.trials} trials over {path.name} (seeds {sweep_seeds})", file=sys.stderr, flush=True)
         point, trials = sweep(path, sweep_seeds, args.trials, margin=0.0, store=store, overrides=args.overrides, aggregate="mean")
         if args.recheck:
-            point, _ = recheck(path, trials, args.recheck, recheck_seeds, len(sweep_seeds), store, args.overrides)
+            rechecked, _ = recheck(path, trials, args.recheck, recheck_seeds, len(sweep_seeds), store, args.overrides)
+            point = rechecked or point  # nothing finished: the sweep's own pick
         sweep_seconds = time.perf_counter() - started
         winners.append(f"{method}: {point}")
         print(f"  winner: {point}", file=sys.stderr, flush=True)
@@ -99,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
             if name.startswith("original") and floor_done:
                 continue  # doing nothing is the same for every method: shown once
             label = f"{method} {name}" if name in ("tuned", "defaults") else name
-            budget = f"{args.trials}+{args.recheck}x{len(recheck_seeds)}" if args.recheck else str(args.trials)
             rows.append({**r, "row": label, "trials": budget if name == "tuned" else "",
                          "beats both": ("yes" if beats else "no") if name == "tuned" else "",
                          "sweep s": f"{sweep_seconds:.0f}" if name == "tuned" else ""})

@@ -79,14 +79,19 @@ def suggest(trial: optuna.Trial, exp: Experiment) -> dict[str, Any]:
     return {k: float(format_value(v)) if isinstance(v, float) else v for k, v in point.items()}
 
 
+def seeded_experiments(path: Path, seeds: list[int], store: Store, overrides: list[str] = ()) -> dict[int, tuple[Experiment, References]]:
+    """The file on each data/model seed, with that seed's references (trained once, then cached)."""
+    out = {}
+    for s in seeds:
+        exp = load_experiment(path, [*overrides, *seeded(path, s)])
+        out[s] = (exp, prepare(exp, store, torch.device("cpu"))[0])
+    return out
+
+
 def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store,
           overrides: list[str] = (), aggregate: str = "min") -> tuple[dict[str, Any], list[dict]]:
     base = load_experiment(path, list(overrides))
-    exp_by_seed = {}
-    for s in seeds:
-        exp = load_experiment(path, [*overrides, *seeded(path, s)])
-        refs, _ = prepare(exp, store, torch.device("cpu"))
-        exp_by_seed[s] = (exp, refs)
+    exp_by_seed = seeded_experiments(path, seeds, store, overrides)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
     if base.start_point():
         study.enqueue_trial(base.single.complete(base.start_point()))
@@ -112,16 +117,14 @@ def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store
 
 
 def recheck(path: Path, rows: list[dict], top: int, seeds: list[int], sweep_seeds: int, store: Store,
-            overrides: list[str] = ()) -> tuple[dict[str, Any], list[dict]]:
+            overrides: list[str] = ()) -> tuple[dict[str, Any] | None, list[dict]]:
     """The sweep's `top` candidates re-run on `seeds` (ones the sweep never used); the winner is the
-    best mean score over all their seeds, any failure scoring WORST_SCORE. A sweep on a noisy score
-    picks its top trial partly for its luck (the winner's curse); a second look on other seeds
-    tells a robust configuration from a lucky one at the cost of `top * len(seeds)` trials."""
+    best mean score over all their seeds, any failure scoring WORST_SCORE (None: no candidate
+    finished). A sweep on a noisy score picks its top trial partly for its luck (the winner's
+    curse); a second look on other seeds tells a robust configuration from a lucky one at the cost
+    of `top * len(seeds)` trials."""
     base = load_experiment(path, list(overrides))
-    exp_by_seed = {}
-    for s in seeds:
-        exp = load_experiment(path, [*overrides, *seeded(path, s)])
-        exp_by_seed[s] = (exp, prepare(exp, store, torch.device("cpu"))[0])
+    exp_by_seed = seeded_experiments(path, seeds, store, overrides)
     finished = sorted((r for r in rows if r["robust"] > WORST_SCORE), key=lambda r: r["robust"], reverse=True)
     rechecked = []
     for r in finished[:top]:
@@ -131,7 +134,7 @@ def recheck(path: Path, rows: list[dict], top: int, seeds: list[int], sweep_seed
         rechecked.append({**r, "recheck": value, "overall": mean, "why": why})
         print(f"  recheck trial {r['trial']:3d}  sweep {r['robust']:9.3f}  seeds {seeds} {value:9.3f}  overall {mean:9.3f}  {why}", flush=True)
     if not rechecked:
-        return {name: rows[0][name] for name in base.search}, rechecked
+        return None, rechecked
     best = max(rechecked, key=lambda r: r["overall"])
     return {name: best[name] for name in base.search}, rechecked
 
