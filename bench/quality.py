@@ -17,6 +17,13 @@ the METHODS.md defaults, the untouched original (doing nothing) and retrain-vs-r
 The sweep's 5 best candidates are re-run on seeds 10 and 20 and the best mean over the three seeds
 wins (`--recheck`, `--recheck-seeds`): a winner picked on one seed's noisy validation figures is
 partly picked for its luck. "trials" shows the budget as sweep+K x re-check seeds.
+
+`--audit N` adds the audit's forgetting quality (METHODS.md §7) of the tuned point and the defaults:
+N unlearned against N retrained models on the first held-out seed (`ray-unlearn audit`'s populations,
+trained as Ray tasks and cached), F as a fraction of the retrain ceiling and the LiRA AUC (0.5: not
+told apart from retrain). Minutes per method: about 3N model trainings.
+
+    python bench/quality.py --methods amun,salun,mixunlearn --trials 1 --recheck 0 --audit 16   # the shipped starts
 """
 
 from __future__ import annotations
@@ -35,12 +42,26 @@ from ray_unlearn.methods import METHODS
 from ray_unlearn.progress import table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from start_points import recheck, sweep, write_start  # noqa: E402  (the same in-process Optuna sweep)
+from start_points import recheck, seeded_experiments, sweep, write_start  # noqa: E402  (the same in-process Optuna sweep)
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 # "beats both": the tuned Avg Gap mean is below doing nothing's and the METHODS.md defaults' (or
 # those collapsed), and the tuned point failed on no held-out seed.
 COLUMNS = ["row", *HEADERS.values(), "failed", "beats both", "trials", "sweep s"]
+AUDIT_COLUMNS = ["F/ceiling", "AUC"]
+
+
+def audit_figures(path: Path, seed: int, configurations: list, models: int, store: Store, runner) -> dict[str, dict]:
+    """F / ceiling and LiRA AUC per row name (the configurations, the original, the ceiling) on one seed."""
+    from ray_unlearn.tasks.classification.audit import audit  # torch-heavy: only when asked
+
+    exp, refs = seeded_experiments(path, [seed], store)[seed]
+    report = audit(exp, refs, configurations, models=models, cache_root=str(store.root), runner=runner, device=torch.device("cpu"))
+    if report.void:
+        print(f"  audit VOID: {report.void}", file=sys.stderr, flush=True)
+    named = [(r.name, r) for r in report.rows] + [("original (no unlearning)", report.original),
+                                                   ("retrain vs retrain (noise floor)", report.ceiling)]
+    return {name: {"F/ceiling": row.metrics()["audit_quality_ratio"], "AUC": row.auc} for name, row in named}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recheck-seeds", default="10,20", help="seeds of the re-check, never held-out ones (default 10,20)")
     parser.add_argument("--write", action="store_true",
                         help="write each winner as its YAML's start: point (only where it failed on no held-out seed)")
+    parser.add_argument("--audit", type=int, default=0, metavar="N",
+                        help="add the audit's F / ceiling and LiRA AUC with N models per population, on the first held-out seed (default 0: off)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override the YAMLs' keys for the sweep, e.g. --set objective.confidence_weight=1")
     args = parser.parse_args(argv)
@@ -69,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
                      "held-out seeds must be ones the selection never saw")
     if args.write and args.overrides:
         parser.error("--write with --set would write a start point the YAML's own search space never swept; edit the YAML instead")
+    if args.audit and args.overrides:
+        parser.error("--audit with --set: the audit runs the YAML as shipped; edit the YAML instead")
     device = torch.device("cpu")
+    columns = COLUMNS + (AUDIT_COLUMNS if args.audit else [])
+    runner = None
+    if args.audit:
+        from ray_unlearn.search import population_runner  # starts Ray: only when asked
+        runner = population_runner()
     budget = f"{args.trials}+{args.recheck}x{len(recheck_seeds)}" if args.recheck else str(args.trials)
     rows, winners, floor_done = [], [], False
     started_all = time.perf_counter()
@@ -88,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         configurations = [("tuned", method, {**exp.single.fixed, **point}), ("defaults", method, {})]
         out = held_out(exp, configurations, seeds, store, device, noise_floor=not floor_done,
                        progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+        if args.audit:
+            figures = audit_figures(path, seeds[0], configurations, args.audit, store, runner)
+            out = [{**r, **figures.get(r["configuration"], {})} for r in out]
         by_name = {r["configuration"]: r for r in out}
         tuned, nothing = by_name["tuned"], by_name["original (no unlearning)"]
         beats = (tuned["failed"] == 0 and tuned["test_avg_gap_mean"] < nothing["test_avg_gap_mean"]
@@ -105,11 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                          "beats both": ("yes" if beats else "no") if name == "tuned" else "",
                          "sweep s": f"{sweep_seconds:.0f}" if name == "tuned" else ""})
         floor_done = True
-        print(table(rows, COLUMNS), file=sys.stderr, flush=True)
+        print(table(rows, columns), file=sys.stderr, flush=True)
     forget = exp.data.forget
     what = f"random {forget.fraction:.0%}" if forget.kind == "random" else f"{forget.kind} {list(forget.classes)}"
     print(f"\n### {args.setting}, {what}: tuned (sweep on seeds {sweep_seeds}) vs defaults, held-out seeds {seeds}, test split, mean ± spread\n")
-    print(table(rows, COLUMNS))
+    print(table(rows, columns))
     print("\ntuned points (the sweeps' winners):\n" + "\n".join(f"- {w}" for w in winners))
     print(f"\n(total {time.perf_counter() - started_all:.0f} s)")
     return 0
