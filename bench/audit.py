@@ -28,7 +28,7 @@ import torch
 from ray_unlearn.tasks.classification.audit import Member, audit, sequential_runner
 from ray_unlearn.cache import Store, default_cache_dir
 from ray_unlearn.config import load_experiment
-from ray_unlearn.confirm import held_out
+from ray_unlearn.confirm import NOISE_ROW, ORIGINAL_ROW, held_out
 from ray_unlearn.progress import table
 from ray_unlearn.references import prepare
 from ray_unlearn.search import population_runner
@@ -58,7 +58,7 @@ def audit_setting(setting: str, methods: list[str], models: int, seeds: list[int
         by_name = {r["configuration"]: r for r in confirm}
         if base is None:
             base = report
-            for row, held in ((report.original, by_name["original (no unlearning)"]), (report.ceiling, by_name["retrain vs retrain (noise floor)"])):
+            for row, held in ((report.original, by_name[ORIGINAL_ROW]), (report.ceiling, by_name[NOISE_ROW])):
                 rows.append(_row(row, held, math.nan))
         rows.append(_row(report.rows[0], by_name[name], seconds / refs.retrain_metrics["seconds"]))
         print(table(rows, COLUMNS), file=sys.stderr, flush=True)

@@ -37,7 +37,7 @@ import torch
 
 from ray_unlearn.cache import Store, default_cache_dir
 from ray_unlearn.config import load_experiment
-from ray_unlearn.confirm import HEADERS, held_out
+from ray_unlearn.confirm import HEADERS, NOISE_ROW, ORIGINAL_ROW, held_out
 from ray_unlearn.methods import METHODS
 from ray_unlearn.progress import table
 
@@ -59,8 +59,7 @@ def audit_figures(path: Path, seed: int, configurations: list, models: int, stor
     report = audit(exp, refs, configurations, models=models, cache_root=str(store.root), runner=runner, device=torch.device("cpu"))
     if report.void:
         print(f"  audit VOID: {report.void}", file=sys.stderr, flush=True)
-    named = [(r.name, r) for r in report.rows] + [("original (no unlearning)", report.original),
-                                                   ("retrain vs retrain (noise floor)", report.ceiling)]
+    named = [(r.name, r) for r in report.rows] + [(ORIGINAL_ROW, report.original), (NOISE_ROW, report.ceiling)]
     return {name: {"F/ceiling": row.metrics()["audit_quality_ratio"], "AUC": row.auc} for name, row in named}
 
 
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = audit_figures(path, seeds[0], configurations, args.audit, store, runner)
             out = [{**r, **figures.get(r["configuration"], {})} for r in out]
         by_name = {r["configuration"]: r for r in out}
-        tuned, nothing = by_name["tuned"], by_name["original (no unlearning)"]
+        tuned, nothing = by_name["tuned"], by_name[ORIGINAL_ROW]
         beats = (tuned["failed"] == 0 and tuned["test_avg_gap_mean"] < nothing["test_avg_gap_mean"]
                  and (by_name["defaults"]["failed"] > 0 or tuned["test_avg_gap_mean"] < by_name["defaults"]["test_avg_gap_mean"]))
         if args.write and tuned["failed"] == 0:

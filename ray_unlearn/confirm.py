@@ -25,6 +25,7 @@ from .trial import run_trial
 
 NOISE_SEED_OFFSET = 1000
 NOISE_ROW = "retrain vs retrain (noise floor)"
+ORIGINAL_ROW = "original (no unlearning)"
 COLUMNS = ("ua", "retain_acc", "test_acc", "test_mia", "test_avg_gap")
 HEADERS = {"ua": "UA", "retain_acc": "RA", "test_acc": "TA", "test_mia": "MIA", "test_avg_gap": "Avg Gap"}
 
@@ -57,7 +58,7 @@ def held_out(
     if exp.data.seed in seeds:
         raise ConfigError("--forget-seeds", f"seed {exp.data.seed} is the sweep's own data.seed: held-out seeds must differ",
                           value=list(seeds))
-    per_row: dict[str, list[dict[str, float]]] = {"original (no unlearning)": []}
+    per_row: dict[str, list[dict[str, float]]] = {ORIGINAL_ROW: []}
     if noise_floor:
         per_row[NOISE_ROW] = []
     for seed in seeds:
@@ -65,7 +66,7 @@ def held_out(
             run_exp = fixed_experiment(exp, method, hp, seed)
             refs, _ = prepare(run_exp, store, device)
             if name == configurations[0][0]:
-                per_row["original (no unlearning)"].append(_with_test_gap(refs.original_metrics, refs.retrain_metrics))
+                per_row[ORIGINAL_ROW].append(_with_test_gap(refs.original_metrics, refs.retrain_metrics))
                 if noise_floor:
                     other_seed = dataclasses.replace(run_exp, train=dataclasses.replace(run_exp.train, seed=seed + NOISE_SEED_OFFSET))
                     other, _ = prepare(other_seed, store, device)

@@ -38,7 +38,7 @@ SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 KEEPS_THE_CLASS = {"finetune", "amun", "amun_salun", "amun_no_retain", "l1_sparse"}
 
 # MNIST-1D, random 10 % (retrain: forget accuracy ~92, test Avg Gap of the untouched original ~5.5-6).
-# Test Avg Gap at least 1 below doing nothing's (3 seeds: 1.9 to 4.2 below; amun, amun_salun,
+# Test Avg Gap at least 1 below doing nothing's (3 seeds: l1_sparse 1.9 to 4.2 below; amun, amun_salun,
 # mixunlearn and mixunlearn_agnostic at their bench/quality.py start points: test Avg Gap 0.9 to 3.0,
 # doing nothing's ~5.5-6): random_label is not here: its start point scores 5.97 on seed 0 (1.79 and
 # 3.20 on seeds 1 and 2): near-retrain on some seeds, doing nothing on others.
