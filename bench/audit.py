@@ -1,8 +1,8 @@
-"""The audit on the CPU proxies: what it says about doing nothing, the METHODS.md defaults and the
+"""The audit on the CPU proxies: what it says about doing nothing, the declared defaults and the
 tuned points of the seed methods, what it costs, and how fast populations train on Ray.
 
 Per setting (MNIST-1D random 10 %, digits class-wise): the untouched original, and for AMUN,
-MixUnlearn and SalUn their METHODS.md defaults and their shipped start points (the tuned best of a
+MixUnlearn and SalUn their declared defaults (docs/methods.md) and their shipped start points (the tuned best of a
 sweep, bench/start_points.py): forgetting quality F beside its ceiling (the retrain recipe audited
 the same way) and F / ceiling, the final score, the LiRA AUC, test Avg Gap on held-out seeds
 (mean ± spread), and the audit's wall time as a ratio to one retrain. Then the population training

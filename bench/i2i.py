@@ -1,4 +1,4 @@
-"""Image-to-image unlearning on digits (METHODS.md §6), every I2I method beside retrain.
+"""Image-to-image unlearning on digits (docs/methods.md#image-to-image-methods), every I2I method beside retrain.
 
 For class-wise (digit 0) and random 10 % forgetting: the digits masked
 autoencoder is trained as the original (backdoor planted in half of D_f) and
@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", default="class,random", help="comma-separated: class, random")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (split, training and method)")
-    parser.add_argument("--epochs", type=int, default=100, help="reference training epochs (METHODS.md §6: 100)")
+    parser.add_argument("--epochs", type=int, default=100, help="reference training epochs (100, as docs/references.md says)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]

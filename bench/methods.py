@@ -4,7 +4,7 @@ For MNIST-1D random 10 % (the CPU proxy of the papers' CIFAR-10 regime; 3 seeds,
 mean ± spread) and digits class-wise (digit 0): UA, RA, TA, MIA-efficacy, Avg Gap
 to the retrain model (test figures, as the papers report), and wall time as a
 ratio to one retrain measured in the same process. Two rows per method:
-`default` = the METHODS.md defaults (paper settings), `start` = the `start:`
+`default` = the declared defaults (docs/methods.md; paper settings), `start` = the `start:`
 point of the method's search_spaces/ YAML (found by sweeping with this tool).
 
     python bench/methods.py                    # everything (~10 min on 2 cores)
@@ -30,7 +30,7 @@ from ray_unlearn.references import prepare
 from ray_unlearn.trial import run_trial
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
-SALUN_CIFAR10 = [  # METHODS.md §7: SalUn, CIFAR-10, ResNet-18, random 10 % (UA / RA / TA / MIA / Avg Gap)
+SALUN_CIFAR10 = [  # docs/references.md#published-figures: SalUn, CIFAR-10, ResNet-18, random 10 % (UA / RA / TA / MIA / Avg Gap)
     ("Retrain", 5.24, 100.00, 94.26, 12.88, None), ("FT", 0.63, 99.88, 94.06, 2.70, 3.78),
     ("RL", 7.61, 99.67, 92.83, 37.36, 7.15), ("GA", 0.69, 99.50, 94.01, 1.70, 4.12),
     ("l1-sparse", 4.19, 97.74, 91.59, 9.84, 2.26), ("SalUn", 2.85, 99.62, 93.93, 14.39, 1.15),
@@ -113,7 +113,7 @@ def main() -> None:
             cols.insert(5, "test_r_acc"), heads.insert(5, "Test_r")
         print(f"\n### {title}, seeds {seeds} (test split; Avg Gap over UA, RA, TA, MIA vs retrain)\n")
         print(table(rows, cols, heads))
-    print("\n### Published: SalUn, CIFAR-10 ResNet-18, random 10 % (METHODS.md §7)\n")
+    print("\n### Published: SalUn, CIFAR-10 ResNet-18, random 10 % (docs/references.md#published-figures)\n")
     print(table([dict(zip(["method", "ua", "retain_acc", "test_acc", "test_mia", "test_avg_gap"], r)) for r in SALUN_CIFAR10],
                 ["method", *COLUMNS], ["method", "UA", "RA", "TA", "MIA-Eff", "Avg Gap"]))
     print(f"\n(total {time.perf_counter() - started:.0f} s)")

@@ -7,7 +7,7 @@ class Params:
     epochs: int = hp(10, ge=1, grid=(5, 10, 20), help="passes over the retain set")
 ```
 `ge/gt/le/lt/choices` bound what a run accepts; `low/high/log` or `grid` is
-the default search range (METHODS.md §8) used by `search: {x: auto}` and
+the default search range (docs/methods.md tables) used by `search: {x: auto}` and
 listed by `ray-unlearn methods`.
 """
 

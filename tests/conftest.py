@@ -109,7 +109,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def digits_config(**sections) -> dict:
-    """A small experiment dict: digits, class 0 forgotten, the METHODS.md recipe."""
+    """A small experiment dict: digits, class 0 forgotten, the digits recipe (docs/references.md#recipes)."""
     raw = {
         "experiment": "test-digits",
         "data": {"dataset": "digits", "forget": {"kind": "class", "classes": [0]}, "seed": 0},

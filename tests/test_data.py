@@ -125,7 +125,7 @@ def test_mnist1d_is_generated_never_downloaded(monkeypatch):
 
 
 def test_data_level_forgetting_takes_the_stated_share_of_each_named_class_only():
-    """METHODS.md §1 (LAF / MixUnlearn protocol): a random 40 % of each of classes 5-9."""
+    """docs/references.md#forget-kinds (LAF / MixUnlearn protocol): a random 40 % of each of classes 5-9."""
     forget = ForgetConfig(kind="data_level", classes=(5, 6, 7, 8, 9), fraction=0.4)
     s = load_splits(cfg(dataset="digits", forget=forget))
     assert_partition(s)

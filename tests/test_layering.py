@@ -1,4 +1,4 @@
-"""Import rules of DESIGN.md and ARCHITECTURE.md: the plain-PyTorch layers never import ray, optuna or
+"""Import rules of ARCHITECTURE.md and docs/design.md#layers: the plain-PyTorch layers never import ray, optuna or
 mlflow; only search.py imports ray.tune, only tracking.py imports mlflow; imports point down (no
 circle); tasks never import each other and are reached through their registry only; validating a
 config imports no torch."""
@@ -195,7 +195,7 @@ def test_task_agnostic_modules_neither_branch_on_nor_key_tables_by_a_task_name(e
 
 
 def test_validating_a_config_imports_no_torch():
-    """DESIGN.md: config knows no torch; methods, hyperparameters and ranges come from torch-free declarations."""
+    """docs/design.md#layers: config knows no torch; methods, hyperparameters and ranges come from torch-free declarations."""
     spaces = PACKAGE.parent / "search_spaces"
     code = (
         "import sys; from ray_unlearn.config import load_experiment; "

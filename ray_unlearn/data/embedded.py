@@ -10,7 +10,7 @@ from .split import as_tensor_set
 
 
 def load_digits(root: str | None = None, download: bool = False) -> RawDataset:
-    """scikit-learn's 1,797 8x8 digits, pixel values 0-16 scaled to [0, 1] (METHODS.md §2)."""
+    """scikit-learn's 1,797 8x8 digits, pixel values 0-16 scaled to [0, 1] (docs/references.md#datasets)."""
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()

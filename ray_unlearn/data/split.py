@@ -1,4 +1,4 @@
-"""Seeded, stratified train/val/test splits and forget-set selection (METHODS.md §1-2)."""
+"""Seeded, stratified train/val/test splits and forget-set selection (docs/references.md#data-settings)."""
 
 from __future__ import annotations
 

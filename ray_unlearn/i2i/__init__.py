@@ -1,4 +1,4 @@
-"""Image-to-image unlearning (METHODS.md §6). Plain PyTorch + scikit-learn: no ray, optuna or mlflow.
+"""Image-to-image unlearning (docs/methods.md#image-to-image-methods). Plain PyTorch + scikit-learn: no ray, optuna or mlflow.
 
     splits = load_splits(DataConfig(dataset="digits", forget=ForgetConfig(kind="class", classes=(0,))))
     refs = prepare_i2i(splits, I2IRecipe(epochs=100))          # poisons D_f, trains original + retrain

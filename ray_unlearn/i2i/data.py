@@ -1,4 +1,4 @@
-"""What an I2I method reads, and the backdoor audit's poisoning of the forget set (METHODS.md §6).
+"""What an I2I method reads, and the backdoor audit's poisoning of the forget set (docs/references.md#the-backdoor).
 
 The audit plants a backdoor through the forget set before the original is
 trained: half of D_f gets a small white corner trigger (in the visible
@@ -23,7 +23,7 @@ class I2IData:
     """What an I2I method may read: D_f, D_r, and one number computed by the caller.
 
     `divergence_scale` is e = mean ||f_θo(τ(x)) - x||_2 over held-out images
-    (METHODS.md §6 writes e_test). Held-out data must never reach a method,
+    (docs/references.md#image-to-image-references). Held-out data must never reach a method,
     so the caller computes it (during tuning on the validation split, see
     `references.divergence_scale`) and passes only the number; `i2i_kr`
     stops its ascent at λ = c * divergence_scale. Labels are never read.

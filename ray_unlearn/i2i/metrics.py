@@ -1,4 +1,4 @@
-"""I2I metrics (METHODS.md §6): reconstruction quality, divergence, audits. Plain PyTorch + scikit-learn.
+"""I2I metrics (docs/metrics.md#image-to-image-metrics): reconstruction, divergence, audits. Plain PyTorch + scikit-learn.
 
 Every output is f(τ(x)) in eval mode. Quality is measured on the masked
 block (the part the model must invent); divergence and reconstruction error
@@ -31,7 +31,7 @@ def reconstruction_errors(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def divergence(model: nn.Module, reference: nn.Module, x: torch.Tensor) -> float:
-    """Mean over x of ||f_θ(τ(x)) - f_ref(τ(x))||_2 (the Div of METHODS.md §6)."""
+    """Mean over x of ||f_θ(τ(x)) - f_ref(τ(x))||_2 (Div, docs/metrics.md#forget-divergence)."""
     return (reconstruct(model, x) - reconstruct(reference, x)).flatten(1).norm(dim=1).mean().item()
 
 
@@ -93,9 +93,9 @@ def frechet_encoder(original: nn.Module, outputs: torch.Tensor, real: torch.Tens
     code of the full (unmasked) image, an encoder trained on τ(x) of this
     dataset only. With fewer images than feature dimensions (digits D_f:
     ~60 images, 64 dims) the covariances are rank-deficient and the value is
-    biased upward; it compares runs on the same sets, not papers. METHODS.md
-    §6 names the digits classifier's penultimate features instead; this
-    keeps the I2I package free of the classification references.
+    biased upward; it compares runs on the same sets, not papers. Features of the
+    digits classifier would be closer to FID but tie this package to the
+    classification references (docs/metrics.md#frechet-encoder-distance).
     """
     return frechet_distance(embeddings(original, outputs), embeddings(original, real))
 

@@ -1,4 +1,4 @@
-"""Masked autoencoders for image-to-image (I2I) unlearning (METHODS.md §6), and the corruption τ.
+"""Masked autoencoders for image-to-image (I2I) unlearning and the corruption τ (docs/references.md#image-to-image-references).
 
 Every model has `encode(x) -> (N, D)`, `decode(z) -> image` and
 `embed(x) -> (N, d)` (a compact code for Fréchet features); forward =
@@ -35,7 +35,7 @@ class ConvAutoencoder(nn.Module):
     """conv c->32 + ReLU, `downsamples` x (conv stride 2 + ReLU), linear -> latent; mirrored decoder.
 
     With one downsample and latent 64 on 1x8x8 this is the digits model of
-    METHODS.md §6 (conv 1->32, conv 32->64 s2, linear 1024->64).
+    docs/references.md#image-to-image-references (conv 1->32, conv 32->64 s2, linear 1024->64).
     """
 
     def __init__(self, input_shape: tuple[int, int, int], latent: int = 64, downsamples: int = 1, width: int = 32):
@@ -137,7 +137,7 @@ def build_autoencoder(input_shape: tuple[int, ...]) -> nn.Module:
         raise ValueError(f"I2I models take images (C, H, W); got shape {tuple(input_shape)}")
     c, h, w = input_shape
     if c == 1 and max(h, w) <= 16:
-        return ConvAutoencoder((c, h, w), latent=64, downsamples=1)  # METHODS.md §6 digits model
+        return ConvAutoencoder((c, h, w), latent=64, downsamples=1)  # digits: docs/references.md#image-to-image-references
     if c == 1:
         return ConvAutoencoder((c, h, w), latent=128, downsamples=2)  # 28x28 -> 64x7x7 -> 128
     return UNetAutoencoder((c, h, w), width=64)

@@ -1,4 +1,4 @@
-"""AMUN: Adversarial Machine UNlearning (arXiv 2503.00917), METHODS.md §4.
+"""AMUN: Adversarial Machine UNlearning (arXiv 2503.00917), docs/methods.md#amun.
 
 Step A, once per (original model, forget set, eps0, S): for every forget
 sample the nearest misclassified input by L2 PGD with epsilon doubling,

@@ -1,4 +1,4 @@
-"""FT: fine-tune on the retain set only (METHODS.md §3). The forget set is never read."""
+"""FT: fine-tune on the retain set only (docs/methods.md#finetune). The forget set is never read."""
 
 from __future__ import annotations
 

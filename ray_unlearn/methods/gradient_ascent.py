@@ -1,4 +1,4 @@
-"""GA: gradient ascent on the forget set only (METHODS.md §3).
+"""GA: gradient ascent on the forget set only (docs/methods.md#gradient_ascent).
 
 The loss -CE is unbounded, so the gradient norm is clipped at 10 and a
 non-finite loss aborts the run (train_epoch raises FloatingPointError).
@@ -15,7 +15,7 @@ from ..train import batches, fit
 from .base import Context, Method, UnlearnData
 from .params import GradientAscentParams
 
-GRAD_CLIP_NORM = 10.0  # project choice (METHODS.md §3)
+GRAD_CLIP_NORM = 10.0  # project choice (docs/methods.md#gradient_ascent)
 
 
 def negative_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

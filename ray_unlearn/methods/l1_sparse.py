@@ -1,4 +1,4 @@
-"""l1-sparse: fine-tune on the retain set with a decaying L1 penalty (Jia et al., NeurIPS 2023; METHODS.md §3).
+"""l1-sparse: fine-tune on the retain set with a decaying L1 penalty (Jia et al., NeurIPS 2023; docs/methods.md#l1_sparse).
 
 L = CE + gamma_e * ||theta||_1 over all parameters, gamma_e = gamma * (1 - e/E), e = 0..E-1.
 """

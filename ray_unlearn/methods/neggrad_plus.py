@@ -1,4 +1,4 @@
-"""NegGrad+: descend on the retain set while ascending on the forget set (METHODS.md §3).
+"""NegGrad+: descend on the retain set while ascending on the forget set (docs/methods.md#neggrad_plus).
 
 Per step one D_r batch and the next cycled D_f batch;
 L = beta * CE(D_r) - (1 - beta) * CE(D_f); an epoch is one pass over D_r.

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class SGDParams:
-    """Optimiser settings most methods share (METHODS.md §3 defaults); not searched by default.
+    """Optimiser settings most methods share (docs/methods.md#common-settings); not searched by default.
 
     `optimizer` is SGD as in every paper's code (their originals are SGD-trained ResNets). `adam`
     (same lr and coupled L2 weight decay, torch's default betas) is an addition for originals

@@ -1,4 +1,4 @@
-"""RL: fine-tune on the forget set with random labels, and on the retain set (METHODS.md §3).
+"""RL: fine-tune on the forget set with random labels, and on the retain set (docs/methods.md#random_label).
 
 `sequential` (SalUn's CIFAR loop): per epoch a pass over D_f with labels drawn
 uniformly over all K classes (the true one may come up), then a pass over D_r.

@@ -2,7 +2,7 @@
 
 As a method it is a baseline of cost: how close does a retrain with a given budget
 (epochs, lr) come to the full-recipe retrain model? Defaults are the digits recipe
-of METHODS.md §2 (CIFAR-10: 200 epochs, lr 0.1, step decay every 40).
+of docs/references.md#recipes (CIFAR-10: 200 epochs, lr 0.1, step decay every 40).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SalUn: random labelling restricted to salient weights (Fan et al., ICLR 2024; METHODS.md §3)."""
+"""SalUn: random labelling restricted to salient weights (Fan et al., ICLR 2024; docs/methods.md#salun)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """SCRUB: a student that moves away from its teacher on the forget set and stays close on
-the retain set (Kurmanji et al., NeurIPS 2023; METHODS.md §3).
+the retain set (Kurmanji et al., NeurIPS 2023; docs/methods.md#scrub).
 
 d(x) = T^2 * KL(softmax(f_o/T) || softmax(f_s/T)). Epoch e = 1..E: if e <= msteps a
 max pass over D_f minimising -mean d; then a min pass over D_r minimising gamma*CE + alpha*d.

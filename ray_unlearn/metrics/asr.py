@@ -1,4 +1,4 @@
-"""MIA-ASR, the LAF protocol MixUnlearn reports (METHODS.md §7).
+"""MIA-ASR, the LAF protocol MixUnlearn reports (docs/metrics.md#mia-asr).
 
 An attack learns to tell members from non-members by the model's softmax vector
 sorted in descending order (label-free, class-order-free):

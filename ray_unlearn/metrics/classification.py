@@ -1,4 +1,4 @@
-"""Every classification metric of a model on a split, under the names DESIGN.md fixes.
+"""Every classification metric of a model on a split, under the names of docs/metrics.md#metric-names.
 
 Tuning selects on validation figures (`val_acc`, `mia` with validation
 non-members); `test_*` figures are computed for every model but only reported.

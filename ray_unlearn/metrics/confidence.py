@@ -2,7 +2,7 @@
 are from the retrain model's, as distributions (issue: the MIA-Efficacy is a discrete share, and
 its member sampling moves it by more than the whole retrain-vs-original gap on small data).
 
-Confidence is logit-scaled, phi = log p_y - log(1 - p_y) (the audit's statistic, METHODS.md §7), so
+Confidence is logit-scaled, phi = log p_y - log(1 - p_y) (the audit's statistic, docs/metrics.md#the-audit), so
 memorised examples (p_y -> 1) are not squashed together. The distance is the 1-Wasserstein distance
 between the empirical distributions of phi over the forget set under the two models: 0 when the
 unlearned model is exactly as (un)sure about the forgotten data as a model that never saw it, in

@@ -1,4 +1,4 @@
-"""Forgetting quality of the NeurIPS 2023 Machine Unlearning challenge (METHODS.md §7).
+"""Forgetting quality of the NeurIPS 2023 Machine Unlearning challenge (docs/metrics.md#forgetting-quality).
 
 A reimplementation of `metric.py` in google-deepmind/unlearning_evaluation
 (numpy only, vectorised over thresholds). Inputs are logit-scaled confidences

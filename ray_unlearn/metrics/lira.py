@@ -1,4 +1,4 @@
-"""Per-example LiRA-style AUC between unlearned and retrained models (METHODS.md §7).
+"""Per-example LiRA-style AUC between unlearned and retrained models (docs/metrics.md#lira-auc).
 
 Project version of U-LiRA (Hayes et al.): for each forget example, one Gaussian
 of φ (logit-scaled confidence) under the unlearned population and one under the

@@ -1,4 +1,4 @@
-"""Membership-inference features and MIA-Efficacy (METHODS.md §7).
+"""Membership-inference features and MIA-Efficacy (docs/metrics.md#mia-efficacy).
 
 Features are computed here and only here: confidence p(y|x), prediction
 entropy, and cross-entropy loss, from one eval-mode forward pass.

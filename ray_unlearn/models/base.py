@@ -1,7 +1,7 @@
 """The shape every classifier shares: features -> trunk -> classifier.
 
 `features` ends at the "mix layer" (the intermediate representation MixUnlearn's
-MixBlock reads, METHODS.md §5); `trunk` maps it to the penultimate vector;
+MixBlock reads, docs/references.md#the-mix-layer); `trunk` maps it to the penultimate vector;
 `classifier` is the final linear layer. forward = classifier(trunk(features(x))).
 """
 

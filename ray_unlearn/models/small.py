@@ -1,4 +1,4 @@
-"""Small models for 8x8 / 28x28 images and 1-D sequences (METHODS.md §2)."""
+"""Small models for 8x8 / 28x28 images and 1-D sequences (docs/references.md#architectures)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 256) -> Cl
 
 
 def cnn1d(input_shape: tuple[int, ...], num_classes: int) -> Classifier:
-    """conv1d 1->32 k5 | 32->32 k3 s2 (mix layer) | 32->32 k3 s2 | flatten | linear -> K (METHODS.md §2)."""
+    """conv1d 1->32 k5 | 32->32 k3 s2 (mix layer) | 32->32 k3 s2 | flatten | linear -> K (docs/references.md#architectures)."""
     c, length = input_shape
     features = nn.Sequential(
         nn.Conv1d(c, 32, 5, padding=2), nn.ReLU(inplace=True),

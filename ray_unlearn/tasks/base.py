@@ -59,7 +59,7 @@ class Task(abc.ABC):
         """Run the method a trial config names on `refs` and evaluate it against the retrain model:
         metrics (with `score`), status, and the figures the trial's MLflow run receives."""
 
-    # --- optional: the many-model audit (`ray-unlearn audit`, METHODS.md §7) ---------------------
+    # --- optional: the many-model audit (`ray-unlearn audit`, docs/metrics.md#the-audit) ----------
 
     def audit(self, exp: Any, refs: Any, configurations: Any, *, models: int, cache_root: str, runner: Any,
               device: Any) -> Any:

@@ -1,6 +1,6 @@
 """Trial machinery every task shares: collapse and NaN checks, per-epoch reporting, failed results.
 
-Judged the same way for every task (METHODS.md §7); each task says which metric and floor.
+Judged the same way for every task (docs/metrics.md#collapsed-and-diverged-trials); each task says which metric and floor.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 def collapse_message(exp: "Experiment", metrics: Mapping[str, float], original: Mapping[str, float], key: str = "val_acc", unit: str = "") -> str | None:
     """Why `metrics` count as collapsed (`key` more than objective.max_val_drop below the original's), or None.
 
-    METHODS.md §7 prunes against the *original* model's val_acc. For class-wise forgetting the
+    docs/metrics.md#collapsed-and-diverged-trials prunes against the *original* model's val_acc. For class-wise forgetting the
     comparison is on the kept classes (`val_r_acc`): there the retrain model's val_acc is itself
     ~10 points below the original's (the forgotten class is gone), so a literal reading would
     prune the ideal result, and a threshold relative to the retrain model (the old rule) would

@@ -1,6 +1,6 @@
 """Digits I2I references shared by the I2I tests: trained once per session, few epochs.
 
-Class-wise forgetting of digit 0 (the strong-signal setting of METHODS.md §2),
+Class-wise forgetting of digit 0 (the strong-signal setting, docs/references.md#forget-kinds),
 with the backdoor audit planted in half of D_f. 25 epochs instead of 100 keep
 the session fast; the original still learns the backdoor (> 80 %).
 """

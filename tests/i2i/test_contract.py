@@ -17,7 +17,7 @@ from .common import quick_params, run_method, state_equal, with_nan
 
 ALL = sorted(I2I_METHODS)
 
-# METHODS.md §8: (low, high, log) of each method's searched hyperparameters
+# docs/methods.md (i2i_kr, i2i_noise, i2i_finetune tables): (low, high, log) of each method's searched hyperparameters
 RANGES = {
     "i2i_kr": {"lr": (1e-5, 1e-2, True), "max_steps": (50, 5000, True), "threshold_scale": (0.5, 3.0, False),
                "retain_lr": (1e-5, 1e-3, True), "retain_epochs": (1, 20, False)},

@@ -77,7 +77,7 @@ def test_audit_is_near_chance_for_a_model_that_saw_neither_set(refs):
 
 def test_the_poisoned_original_regenerates_the_backdoor_and_the_retrain_model_does_not(refs):
     test = refs.splits.test.x
-    assert backdoor_success(refs.original, test, refs.backdoor) > 0.8, "METHODS.md §6: else the audit is void"
+    assert backdoor_success(refs.original, test, refs.backdoor) > 0.8, "docs/metrics.md#backdoor-success: else the audit is void"
     assert backdoor_success(refs.retrain, test, refs.backdoor) < 0.05
 
 

@@ -1,4 +1,4 @@
-"""The masked autoencoders, the corruption τ and the backdoor poisoning (METHODS.md §6)."""
+"""The masked autoencoders, the corruption τ and the backdoor poisoning (docs/references.md#image-to-image-references)."""
 
 from __future__ import annotations
 

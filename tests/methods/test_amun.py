@@ -1,4 +1,4 @@
-"""AMUN (METHODS.md §4): the adversarial set's properties and its effect."""
+"""AMUN (docs/methods.md#amun): the adversarial set's properties and its effect."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AMUN's step A against a brute-force PGD written here from METHODS.md §4, on tiny hand-set models.
+"""AMUN's step A against a brute-force PGD written here from docs/methods.md#step-a-the-adversarial-set, on tiny hand-set models.
 
 The reference runs one sample at a time in a plain loop: no random start, step a = eps/10 along
 g/||g||, projection to the eps-ball, clipping only with a declared range, stop at the first
@@ -92,7 +92,7 @@ def test_samples_the_model_already_misclassifies_keep_their_input_and_predicted_
     assert int(wrong.sum()) == 3
     assert torch.equal(a.x_adv[wrong], x[wrong]) and torch.equal(a.y_adv[wrong], pred[wrong])
     assert torch.equal(a.original_pred, pred) and bool(a.found[wrong].all())
-    # METHODS.md §4 Tests: every found x_adv is misclassified as y_adv, within its radius, on the eps0 * 2^k grid
+    # docs/methods.md#amun: every found x_adv is misclassified as y_adv, within its radius, on the eps0 * 2^k grid
     with torch.no_grad():
         assert torch.equal(model(a.x_adv[a.found]).argmax(1), a.y_adv[a.found])
     assert bool((a.y_adv[a.found & ~wrong] != y[a.found & ~wrong]).all())

@@ -1,4 +1,4 @@
-"""Properties of the baselines that a wrong implementation would fail (METHODS.md §3)."""
+"""Properties of the baselines that a wrong implementation would fail (docs/methods.md)."""
 
 from __future__ import annotations
 

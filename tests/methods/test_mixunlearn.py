@@ -1,5 +1,5 @@
-"""MixUnlearn (METHODS.md §5): every expected value here is computed independently of the code
-under test — a hand case, or a plain-loop reference written from the formulas of §5."""
+"""MixUnlearn (docs/methods.md#mixunlearn): every expected value here is computed independently of the code
+under test — a hand case, or a plain-loop reference written from the formulas there."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ K = 3  # classes of the tiny model
 ADAM_EPS = 1e-8
 
 
-# --- references written from METHODS.md §5, one scalar at a time ----------------------------
+# --- references written from docs/methods.md#mixunlearn-losses, one scalar at a time -----------
 
 def ref_sim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """SimLoss(a, b) = 1 - cos(a, b) for two vectors."""
@@ -449,7 +449,7 @@ def schedule_params(**changes) -> MixUnlearnParams:
 
 
 def reference_run(original: nn.Module, data: UnlearnData, hp: MixUnlearnParams, seed: int, use_labels: bool) -> MixUnlearnState:
-    """METHODS.md §5 "Schedule", written out: per iteration t draw B_f, B_r (cycled, equal size B, no partial
+    """docs/methods.md#mixunlearn-schedule, written out: per iteration t draw B_f, B_r (cycled, equal size B, no partial
     batch), pi, lambda_u and lambda_g ~ Beta(alpha, alpha); targets and features from theta_o; unlearner
     step with retain samples, targets and features permuted by pi; a generator step when t mod k_gen = 0;
     then the EMA update. The draws use the seeded generators of the Method contract in this order:

@@ -1,5 +1,5 @@
 """Quality of every classification method at its shipped starting point (the `start:` values of its
-search_spaces/ YAML, else METHODS.md defaults), on digits class-wise and MNIST-1D random 10 %.
+search_spaces/ YAML, else the declared defaults of docs/methods.md), on digits class-wise and MNIST-1D random 10 %.
 
 What a faithful implementation must show is stated per method, with the reason where a method is
 expected NOT to do something (e.g. AMUN does not erase a class: it keeps the forget set's labels).

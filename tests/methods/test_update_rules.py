@@ -1,7 +1,7 @@
-"""Each baseline's update rule (METHODS.md §3, §4) against a reference written here from its formula.
+"""Each baseline's update rule (docs/methods.md) against a reference written here from its formula.
 
 Tiny hand-made models and tensors: one full batch per pass, so a method's step can be replayed
-with torch.optim.SGD and the loss as METHODS.md states it, and compared to atol 1e-6.
+with torch.optim.SGD and the loss as docs/methods.md states it, and compared to atol 1e-6.
 """
 
 from __future__ import annotations

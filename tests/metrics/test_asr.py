@@ -1,4 +1,4 @@
-"""MIA-ASR, LAF protocol (METHODS.md §7)."""
+"""MIA-ASR, LAF protocol (docs/metrics.md#mia-asr)."""
 
 from __future__ import annotations
 

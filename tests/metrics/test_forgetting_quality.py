@@ -1,4 +1,4 @@
-"""Forgetting quality (NeurIPS 2023 challenge metric, METHODS.md §7).
+"""Forgetting quality (NeurIPS 2023 challenge metric, docs/metrics.md#forgetting-quality).
 
 Expected values are worked out by hand here, or were produced by the official
 google-deepmind/unlearning_evaluation metric.py (run outside the repo).
@@ -181,7 +181,7 @@ OFFICIAL_F_SEED0 = {  # N: (same, shifted)
     128: (0.1890625, 0.029296875),
 }
 
-# METHODS.md §7: the official code on one Gaussian draw per N (seed unknown)
+# docs/metrics.md#the-ceiling: the official code on one Gaussian draw per N (seed unknown)
 METHODS_F = {16: (0.19, 0.10), 32: (0.18, 0.06), 64: (0.21, 0.04), 128: (0.16, 0.03)}
 # a single draw's F varies from seed to seed (sd about 0.01-0.025 same, 0.003-0.01
 # shifted at 40 examples); the mean of 3 seeds is compared with that margin

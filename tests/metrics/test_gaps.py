@@ -1,4 +1,4 @@
-"""Avg Gap and the other gaps to the retrained model, and `evaluate`'s splits (METHODS.md §7)."""
+"""Avg Gap and the other gaps to the retrained model, and `evaluate`'s splits (docs/metrics.md#gaps-and-avg-gap)."""
 
 from __future__ import annotations
 

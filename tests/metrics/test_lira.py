@@ -1,4 +1,4 @@
-"""Per-example LiRA AUC (METHODS.md §7, project version)."""
+"""Per-example LiRA AUC (docs/metrics.md#lira-auc, project version)."""
 
 from __future__ import annotations
 

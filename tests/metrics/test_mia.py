@@ -1,4 +1,4 @@
-"""MIA-Efficacy (METHODS.md §7): SVC(C=3, gamma="auto", rbf) on the true-class probability, fit on
+"""MIA-Efficacy (docs/metrics.md#mia-efficacy): SVC(C=3, gamma="auto", rbf) on the true-class probability, fit on
 |non-members| random retain samples (label 1) against the non-members (label 0); the result is
 100 x the share of the forget set predicted non-member."""
 

@@ -1,4 +1,4 @@
-"""task: i2i — forget images from a masked-autoencoder image-to-image model (METHODS.md §6).
+"""task: i2i — forget images from a masked-autoencoder image-to-image model (docs/references.md#image-to-image-references).
 
 The I2I metrics map onto the classification vocabulary where the meaning is the same (`mia`,
 `mia_gap`, `avg_gap`), so the objective, Tune, MLflow and `best` need no second code path.
@@ -19,7 +19,7 @@ from ..base import Progress, Task
 
 @dataclasses.dataclass(frozen=True)
 class I2IConfig:
-    """task: i2i only: the backdoor audit of METHODS.md §6."""
+    """task: i2i only: the backdoor audit (docs/references.md#the-backdoor)."""
 
     backdoor: bool = option(True, help="plant a trigger -> checkerboard backdoor in part of D_f before training the original")
     backdoor_fraction: float = option(0.5, gt=0.0, le=1.0, help="share of D_f that carries the backdoor")
