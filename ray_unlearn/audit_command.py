@@ -24,11 +24,18 @@ COLUMNS = ["rank", "configuration", "method", "sweep_score", "audit_forget_quali
 
 
 def audited_runs(uri: str | None, experiment: str, top: int) -> list[dict[str, Any]]:
-    """The `top` best finished trials of the newest sweep of `experiment` (status ok)."""
-    from .tracking import latest_sweep, ranked_runs
+    """The `top` best finished trials of the newest sweep of `experiment` (status ok): those that survived
+    its re-check first, by their robust score, then the rest by their one-seed score."""
+    from .objective import WORST_SCORE
+    from .tracking import ROBUST_SCORE, latest_sweep, ranked_runs
 
     parent = latest_sweep(uri, experiment)
-    rows = [r for r in ranked_runs(uri, experiment, top=max(4 * top, top + 8), parent_id=parent) if r["status"] == "ok"]
+    wanted = max(4 * top, top + 8)
+    robust = [r for r in ranked_runs(uri, experiment, top=wanted, metric=ROBUST_SCORE, parent_id=parent)
+              if r["status"] == "ok" and r["metrics"][ROBUST_SCORE] > WORST_SCORE]
+    seen = {r["run_id"] for r in robust}
+    rows = robust + [r for r in ranked_runs(uri, experiment, top=wanted + len(seen), parent_id=parent)
+                     if r["status"] == "ok" and r["run_id"] not in seen]
     if not rows:
         raise TrackingError(f"no finished trials with status ok in the newest sweep of experiment {experiment!r} ({uri})")
     return rows[:top]
@@ -114,6 +121,15 @@ def confirm_table(exp: Experiment, configurations: Sequence[tuple[str, str, Mapp
             + table(rows, ["configuration", *HEADERS.values(), "failed"]))
     print(f"\n{text}", file=out)
     return text + "\n"
+
+
+def warn_seen_seeds(exp: Experiment, seeds: Sequence[int], out: Any = sys.stderr) -> None:
+    """A held-out seed the sweep's re-check used is not held out: say so (the sweep's own seed is refused)."""
+    used = set(exp.tune.recheck.seeds) & set(seeds) if exp.tune.recheck.top else set()
+    if used:
+        print(f"warning: --forget-seeds {', '.join(map(str, sorted(used)))}: the sweep's re-check ran on "
+              f"{'this seed' if len(used) == 1 else 'these seeds'} (tune.recheck.seeds), so its figures are not held out",
+              file=out)
 
 
 def parse_seeds(text: str | None) -> list[int]:

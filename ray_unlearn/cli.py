@@ -40,6 +40,7 @@ examples:
 examples:
   ray-unlearn tune search_spaces/digits_mixunlearn.yaml
   ray-unlearn tune search_spaces/mnist1d_amun.yaml --num-samples 32 --set tune.repeats=3
+  ray-unlearn tune search_spaces/digits_amun.yaml --recheck 3        # the 3 best re-run on tune.recheck.seeds
   ray-unlearn tune cifar.yaml --address auto --storage s3://bucket/sweeps --tracking-uri http://mlflow:5000
   ray-unlearn tune search_spaces/digits_amun.yaml --resume            # after an interruption
 """,
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the reference cache, in <path>/cache, unless --cache-dir or $RAY_UNLEARN_CACHE says otherwise")
     p.add_argument("--name", help="sweep name (default: <experiment>-<time>; with --resume: the newest sweep)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (errored trials are retried)")
+    p.add_argument("--recheck", type=int, metavar="K", help="re-run the K best configurations on tune.recheck.seeds after the "
+                                                            "sweep and rank by the mean score over all seeds "
+                                                            "(sets tune.recheck.top; 0: off)")
     p.add_argument("--audit", type=int, default=0, metavar="K", help="audit the K best configurations when the sweep ends")
     p.add_argument("--audit-models", type=int, default=32, metavar="N", help="models per audit population (default 32)")
     p = sub.add_parser("best", help="rank finished trials from MLflow; export the winner",
@@ -125,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="MLflow experiment name, or an experiment YAML file")
     _common(p, config=False)
     p.add_argument("--top", type=int, default=10, help="how many to show (default 10)")
-    p.add_argument("--metric", default="score", help="metric to rank by (default score)")
+    p.add_argument("--metric", help="metric to rank by (default: recheck_score_mean where the sweep re-checked its best, "
+                                    "else score)")
     p.add_argument("--method", help="only runs of this method")
     p.add_argument("--export", metavar="FILE", help="write the best run's config as a runnable YAML")
     p = sub.add_parser("audit", help="many-model audit of a sweep's best configurations",

@@ -33,6 +33,8 @@ def load(args: argparse.Namespace) -> Experiment:
     overrides = list(args.overrides)
     if getattr(args, "data_dir", None):
         overrides.append(f"data.root={args.data_dir}")
+    if getattr(args, "recheck", None) is not None:
+        overrides.append(f"tune.recheck.top={args.recheck}")
     return load_experiment(args.config, overrides)
 
 
@@ -174,8 +176,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"\nPareto front ({goals}): {len(summary.front)} of {len(summary.rows)} trials")
         print(table(summary.front, summary.front_columns))
     retained = exp.objective.retained
+    robust = (f"; ranked by recheck_score_mean, the mean score over seeds "
+              f"{', '.join(map(str, (exp.data.seed, *exp.tune.recheck.seeds)))}" if outcome.rechecked else "")
     print(f"\nbest trials of {exp.experiment} ({describe(exp.objective)}; retrain {retained} "
-          f"{refs.retrain_metrics[retained]:.2f}, mia {refs.retrain_metrics['mia']:.2f}):")
+          f"{refs.retrain_metrics[retained]:.2f}, mia {refs.retrain_metrics['mia']:.2f}{robust}):")
     print(table(summary.rows[:10], summary.columns))
     if summary.per_method:
         print("\nbest trial per method:")
@@ -197,7 +201,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit_command import audit_sweep, audited_runs, experiment_of, parse_seeds
+    from .audit_command import audit_sweep, audited_runs, experiment_of, parse_seeds, warn_seen_seeds
     from .references import prepare
 
     experiment, uri = args.experiment, args.tracking_uri
@@ -214,6 +218,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.forget_seeds)
     runs = audited_runs(uri, experiment, args.top)
     exp = experiment_of(uri, runs[0])
+    warn_seen_seeds(exp, seeds)
     device = _device(args)
     store = _store(args)
     refs, trained = prepare(exp, store, device, progress=EpochBar())
@@ -239,20 +244,29 @@ def cmd_best(args: argparse.Namespace) -> int:
         exp = load_experiment(experiment)
         experiment, uri = exp.experiment, uri or exp.tracking.uri
     from .config import METRIC_DIRECTIONS
+    from .tracking import ROBUST_SCORE
 
-    ascending = METRIC_DIRECTIONS.get(args.metric, "max") == "min"
+    metric = args.metric
+    rows = []
+    if metric is None:  # the robust score where the sweep re-checked its best, else the one-seed score
+        rows = ranked_runs(uri, experiment, top=args.top, metric=ROBUST_SCORE, method=args.method)
+        metric = ROBUST_SCORE if rows else "score"
+        if rows:
+            print(f"ranked by {ROBUST_SCORE} (re-checked trials: the mean score over the sweep's seed and its re-check "
+                  "seeds); --metric score ranks every trial by its one-seed score", file=sys.stderr)
+    ascending = METRIC_DIRECTIONS.get(metric, "max") == "min"
     shown_metrics = best_shown()
-    rows = ranked_runs(uri, experiment, top=args.top, metric=args.metric, ascending=ascending, method=args.method)
     if not rows:
-        raise TrackingError(f"no finished runs with metric {args.metric!r} in experiment {experiment!r}")
+        rows = ranked_runs(uri, experiment, top=args.top, metric=metric, ascending=ascending, method=args.method)
+    if not rows:
+        raise TrackingError(f"no finished runs with metric {metric!r} in experiment {experiment!r}")
     hp_names = sorted({k for r in rows for k in r["hyperparameters"]})
+    figures = ("score", ROBUST_SCORE, *shown_metrics, metric)
     shown = [{"rank": i + 1, "run_name": r["run_name"], "method": r["method"], "status": r["status"],
-              **{k: r["metrics"].get(k) for k in ("score", *shown_metrics) if k in r["metrics"]},
-              **(({args.metric: r["metrics"].get(args.metric)}) if args.metric not in ("score",) else {})}
-             for i, r in enumerate(rows)]
-    columns = ["rank", "run_name", "method", "status", "score", *(k for k in shown_metrics if any(k in r for r in shown))]
-    if args.metric not in columns:
-        columns.append(args.metric)
+              **{k: r["metrics"][k] for k in figures if k in r["metrics"]}} for i, r in enumerate(rows)]
+    columns = ["rank", "run_name", "method", "status", *dict.fromkeys(k for k in figures if any(k in r for r in shown))]
+    if metric not in columns:
+        columns.append(metric)
     print(table(shown, columns))
     best = rows[0]
     print(f"\nbest: {best['run_name']} ({best['run_id']}): " + ", ".join(f"{k}={best['hyperparameters'][k]}" for k in hp_names))
@@ -264,7 +278,7 @@ def cmd_best(args: argparse.Namespace) -> int:
         raw.setdefault("tune", {})["seed"] = best["seed"]
         exp = parse_experiment(raw, source=f"export of run {best['run_id']}")  # must be runnable
         header = (f"# exported by `ray-unlearn best` from MLflow run {best['run_id']} ({best['run_name']}),\n"
-                  f"# {args.metric} = {best['metrics'].get(args.metric)}; run it with: ray-unlearn run {args.export}\n")
+                  f"# {metric} = {best['metrics'].get(metric)}; run it with: ray-unlearn run {args.export}\n")
         Path(args.export).write_text(header + dump_yaml(exp.to_dict()))
         print(f"wrote {args.export}")
     return 0

@@ -138,6 +138,26 @@ class ResourcesConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecheckConfig:
+    """The sweep's re-check rung: its best configurations re-run on seeds the sweep never used."""
+
+    top: int = option(0, ge=0, help="re-run the sweep's K best configurations on every re-check seed and rank them by "
+                                    "their mean score over all seeds (recheck_score_mean); 0: off")
+    seeds: tuple[int, ...] = option((10, 20), help="data split, forget set, reference models and method seed of each "
+                                                   "re-check run; never the held-out confirmation's seeds")
+
+    def __post_init__(self) -> None:
+        if self.top and not self.seeds:
+            raise ConfigError("tune.recheck.seeds", "give at least one seed when tune.recheck.top is set, e.g. [10, 20]",
+                              value=list(self.seeds))
+        for i, seed in enumerate(self.seeds):
+            if seed < 0:
+                raise ConfigError(f"tune.recheck.seeds[{i}]", f"{seed} is out of range; must be >= 0", value=seed)
+            if self.seeds.index(seed) != i:
+                raise ConfigError(f"tune.recheck.seeds[{i}]", f"seed {seed} is listed twice", value=seed)
+
+
+@dataclasses.dataclass(frozen=True)
 class TuneConfig:
     num_samples: int = option(16, ge=1)
     max_concurrent: int | None = option(None, ge=1, help="default: as many as the cluster's resources hold")
@@ -152,6 +172,7 @@ class TuneConfig:
         1.0, ge=0.0, help="least time between a trial's per-epoch reports (each costs an evaluation); 0: every epoch; ASHA: every epoch"
     )
     resources: ResourcesConfig = dataclasses.field(default_factory=ResourcesConfig)
+    recheck: RecheckConfig = dataclasses.field(default_factory=RecheckConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,6 +336,14 @@ class Experiment:
 
     def replace(self, **changes: Any) -> "Experiment":
         return dataclasses.replace(self, **changes)
+
+    def reseeded(self, seed: int) -> "Experiment":
+        """This experiment on another seed: data split and forget set (`data.seed`), reference models
+        (`train.seed`) and method seed (`tune.seed`) all `seed`, as the re-check and the held-out
+        confirmation move them."""
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, seed=seed),
+                                   train=dataclasses.replace(self.train, seed=seed),
+                                   tune=dataclasses.replace(self.tune, seed=seed))
 
 
 def load_experiment(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Experiment:
@@ -495,6 +524,7 @@ def _parse(raw: Any) -> Experiment:
         methods = (_parse_method(method, fixed, search, "fixed", "search", task),)
     points = _parse_points(points_raw, methods, multi)
     _check_objective_against_tune(sections["objective"], sections["tune"])
+    _check_recheck_seeds(sections["tune"].recheck, sections["data"])
     return Experiment(experiment=name.strip(), methods=methods, multi=multi, points=points, task=task, sections=task_sections,
                       **sections)
 
@@ -603,6 +633,13 @@ def _check_objective_against_tune(objective: ObjectiveConfig, tune: TuneConfig) 
             "asha needs a single metric, but objective.kind is 'pareto'; use scheduler: none or a combined objective",
             value="asha",
         )
+
+
+def _check_recheck_seeds(recheck: RecheckConfig, data: DataConfig) -> None:
+    if recheck.top and data.seed in recheck.seeds:
+        i = recheck.seeds.index(data.seed)
+        raise ConfigError(f"tune.recheck.seeds[{i}]", f"seed {data.seed} is the sweep's own data.seed; a re-check runs on "
+                                                      "seeds the sweep never used", value=data.seed)
 
 
 def _check_registry_names(data: DataConfig, model: ModelConfig, task: Any) -> None:

@@ -36,9 +36,7 @@ def fixed_experiment(exp: Experiment, method: str, hyperparameters: Mapping[str,
     raw["method"] = method
     raw["fixed"] = dict(hyperparameters)
     raw["search"] = {}
-    raw.setdefault("data", {})["seed"] = seed
-    raw.setdefault("train", {})["seed"] = seed
-    return parse_experiment(raw, source=f"{exp.source} ({method}, held-out seed {seed})")
+    return parse_experiment(raw, source=f"{exp.source} ({method}, held-out seed {seed})").reseeded(seed)
 
 
 def held_out(

@@ -36,6 +36,10 @@ class ConfigError(UnlearnError):
         self.value = value
         super().__init__(self._render())
 
+    def __reduce__(self) -> tuple:
+        # Ray copies and pickles errors raised in workers; the keyword-only fields must travel too
+        return _config_error, (self.key, self.problem, self.source, self.value)
+
     def _render(self) -> str:
         where = f"{self.source}: " if self.source else ""
         key = f"{self.key}: " if self.key else ""
@@ -46,6 +50,10 @@ class ConfigError(UnlearnError):
         if self.source:
             return self
         return ConfigError(self.key, self.problem, source=source, value=self.value)
+
+
+def _config_error(key: str, problem: str, source: str | None, value: Any) -> ConfigError:
+    return ConfigError(key, problem, source=source, value=value)
 
 
 class DataError(UnlearnError):

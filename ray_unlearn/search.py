@@ -58,6 +58,7 @@ class SweepOutcome:
     parent_run_id: str | None
     storage_dir: str
     errors: int
+    rechecked: list[Any] = dataclasses.field(default_factory=list)  # recheck.Candidate, robust best first
 
 
 def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -68,8 +69,10 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     if address:
         ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    elif os.environ.get("RAY_ADDRESS"):  # a `ray job submit` driver: its job's cluster
+        ray.init(log_to_driver=True)
+    else:  # a new instance of our own, never a cluster someone started on this machine with `ray start`
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
 
 
 def default_concurrency(exp: Experiment) -> int:
@@ -247,9 +250,7 @@ def _error_text(trial: Any) -> str:
         error = trial.get_error()
     except Exception:  # noqa: BLE001 - best effort: the error file may be gone
         error = None
-    text = str(error) if error is not None else "trial raised an error"
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:2000] if lines else text[:2000]
+    return _last_line(str(error) if error is not None else "trial raised an error")
 
 
 class _PicklableLocks:
@@ -448,9 +449,69 @@ def collect_rows(exp: Experiment, grid: Any) -> list[dict[str, Any]]:
     return rows
 
 
+# --- the re-check rung -----------------------------------------------------------------------
+
+def _prepare_seed(exp: Experiment, cache_root: str) -> Any:
+    """One re-check seed's references in a Ray worker (trained once, then read from the shared cache)."""
+    import torch
+
+    from .cache import Store
+    from .references import prepare
+
+    torch.set_num_threads(max(1, int(exp.tune.resources.cpu)))
+    return prepare(exp, Store(cache_root), trial_device(exp.tune.resources.gpu))[0]
+
+
+def _recheck_job(exp: Experiment, refs: Any, config: dict, cache_root: str) -> Any:
+    """One candidate on one re-check seed, in a Ray worker."""
+    import torch
+
+    from .cache import Store
+    from .recheck import run_job
+
+    torch.set_num_threads(max(1, int(exp.tune.resources.cpu)))
+    return run_job(exp, refs, config, device=trial_device(exp.tune.resources.gpu), memo=Store(cache_root).memo(refs.key))
+
+
+def recheck_runner(cache_root: str) -> Any:
+    """A re-check `Runner`: every seed's references prepared in parallel (Ray tasks, cached), then every
+    (candidate, seed) run as a Ray task with the sweep's resources; results in the order they finish."""
+
+    def run(exp: Experiment, jobs: Sequence[Any]) -> Any:
+        import ray
+
+        from .recheck import SeedResult
+
+        res = exp.tune.resources
+        prepare_seed = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu)(_prepare_seed)
+        references = {seed: prepare_seed.remote(exp.reseeded(seed), cache_root) for seed in sorted({j.seed for j in jobs})}
+        job_task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=exp.tune.max_failures)(_recheck_job)
+        pending = {job_task.remote(exp.reseeded(j.seed), references[j.seed], dict(j.config), cache_root): j for j in jobs}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    job = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as err:  # noqa: BLE001 - a run that raised fails its seed, not the sweep
+                        result = SeedResult("failed", {}, _last_line(str(err)))
+                    yield job, result
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    return run
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:2000] if lines else text[:2000]
+
+
 # --- audit populations ----------------------------------------------------------------------
 
-def _train_member(exp: Experiment, refs: References, member: Any, cache_root: str) -> tuple[Any, bool]:
+def _train_member(exp: Experiment, refs: Any, member: Any, cache_root: str) -> tuple[Any, bool]:
     """One audit population model in a Ray worker (trained, or read from the shared cache)."""
     import torch
 
@@ -466,7 +527,7 @@ def population_runner(address: str | None = None, progress: Any = None) -> Any:
     resources (`tune.resources`: fractional GPUs pack several on one device), members already in
     the cache are read on the driver."""
 
-    def run(exp: Experiment, refs: References, members: Sequence[Any], cache_root: str) -> list[Any]:
+    def run(exp: Experiment, refs: Any, members: Sequence[Any], cache_root: str) -> list[Any]:
         import ray
 
         from .cache import Store

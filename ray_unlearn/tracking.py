@@ -42,6 +42,10 @@ SEED = "ray_unlearn.seed"
 SWEEP = "ray_unlearn.sweep"  # the Ray Tune experiment name, to find the parent again on --resume
 CREATED_BY = "ray_unlearn.created_by"  # a nonce per parent-run creation: its re-sent copies carry it too
 BEST = "best"
+# the re-check rung: per seed, a status tag and `recheck_<metric>_s<seed>` metrics on the candidate's child run
+RECHECK_STATUS = "ray_unlearn.recheck_status_s"
+RECHECK_MESSAGE = "ray_unlearn.recheck_message_s"
+ROBUST_SCORE = "recheck_score_mean"  # the mean score over the sweep's seed and the re-check seeds
 PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
 
@@ -448,6 +452,36 @@ class SweepTracker(Tracker):
         self.log(run_id, metrics=metrics, tags=tags, step=self.steps.get(trial_id, 0))
         self.end_run(run_id, "FAILED" if failed else "FINISHED")
 
+    def recheck_results(self, trial_ids: Iterable[str]) -> dict[tuple[str, int], dict[str, Any]]:
+        """(trial id, seed) -> {status, metrics, message} of every re-check run already recorded (a resumed sweep's)."""
+        self.drain()
+        self.children.update(self._existing_children())
+        out = {}
+        for trial_id in trial_ids:
+            run_id = self.children.get(trial_id)
+            if run_id is not None:
+                for seed, result in _recheck_seeds(self.client.get_run(run_id)).items():
+                    out[(trial_id, seed)] = result
+        return out
+
+    def log_recheck_seed(self, trial_id: str, seed: int, *, status: str, metrics: Mapping[str, Any], message: str) -> None:
+        """One re-check run's result, recorded as it arrives (a resumed sweep does not run it again)."""
+        tags = {f"{RECHECK_STATUS}{seed}": status, **({f"{RECHECK_MESSAGE}{seed}": message[:5000]} if message else {})}
+        self.writer.submit(self._log_to_trial, trial_id, {recheck_metric(k, seed): v for k, v in metrics.items()}, tags)
+
+    def log_recheck(self, trial_id: str, *, mean: float, std: float, table: str) -> None:
+        """A candidate's robust score and its per-seed table (`recheck/seeds.csv`)."""
+        self.writer.submit(self._log_to_trial, trial_id, {ROBUST_SCORE: mean, "recheck_score_std": std}, {}, table)
+
+    def _log_to_trial(self, trial_id: str, metrics: Mapping[str, Any], tags: Mapping[str, Any], table: str | None = None) -> None:
+        run_id = self.children.get(trial_id)
+        if run_id is None:
+            logger.warning("no MLflow run for trial %s: its re-check figures are not recorded", trial_id)
+            return
+        self.log(run_id, metrics=metrics, tags=tags)
+        if table is not None:
+            self.log_text(run_id, table, "recheck/seeds.csv")
+
     def finish(self, ranked: list[dict[str, Any]], *, note: str, files: Mapping[str, str], images: list | None = None,
                status: str = "FINISHED") -> None:
         """Tag the best child, copy its score to the parent, attach the ranked table, close the parent."""
@@ -469,12 +503,31 @@ class SweepTracker(Tracker):
             if best_run:
                 self.client.set_tag(best_run, BEST, "true")
             metrics = {"score": best["score"], "best_score": best["score"], "trials": len(ranked)}
+            if ROBUST_SCORE in best:
+                metrics[ROBUST_SCORE] = best[ROBUST_SCORE]
         self.log(self.parent_id, metrics=metrics, tags={NOTE: note})
         for path, text in files.items():
             self.log_text(self.parent_id, text, path)
         for image in images or []:
             self.client.log_artifact(self.parent_id, str(image), "plots")
         self.end_run(self.parent_id, status)
+
+
+def recheck_metric(metric: str, seed: int) -> str:
+    return f"recheck_{metric}_s{seed}"
+
+
+def _recheck_seeds(run: Any) -> dict[int, dict[str, Any]]:
+    """The re-check results recorded on a child run: seed -> {status, metrics, message}."""
+    found = {}
+    for tag, status in run.data.tags.items():
+        if tag.startswith(RECHECK_STATUS) and tag[len(RECHECK_STATUS):].isdigit():
+            seed = int(tag[len(RECHECK_STATUS):])
+            suffix = f"_s{seed}"
+            metrics = {k[len("recheck_"):-len(suffix)]: v for k, v in run.data.metrics.items()
+                       if k.startswith("recheck_") and k.endswith(suffix)}
+            found[seed] = {"status": status, "metrics": metrics, "message": run.data.tags.get(f"{RECHECK_MESSAGE}{seed}", "")}
+    return found
 
 
 def _by_trial(runs: Iterable[Any]) -> dict[str, list]:

@@ -25,6 +25,7 @@ from .cache import Store
 from .config import Experiment, dump_yaml
 from .errors import ConfigError
 from .progress import markdown_table
+from .recheck import SeedResult
 from .tasks import get_task
 
 LOCAL_UI = "http://127.0.0.1:5000"
@@ -107,12 +108,54 @@ class Sweep:
         if not self.resume:
             self._start_parent(refs)
         try:
-            return run_sweep(self.exp, refs, tracker=self.tracker, storage_path=self.storage, name=self.name,
-                             cache_root=str(self.store.root), num_samples=num_samples, resume=self.resume,
-                             callbacks=callbacks)
+            outcome = run_sweep(self.exp, refs, tracker=self.tracker, storage_path=self.storage, name=self.name,
+                                cache_root=str(self.store.root), num_samples=num_samples, resume=self.resume,
+                                callbacks=callbacks)
+            if self.exp.tune.recheck.top:
+                self.recheck(outcome)
+            return outcome
         except BaseException:
             self.tracker.end_run(self.tracker.parent_id, "KILLED")
             raise
+
+    def recheck(self, outcome, runner: Any = None) -> None:
+        """The re-check rung: the sweep's `tune.recheck.top` best re-run on `tune.recheck.seeds` (Ray tasks
+        unless `runner` says otherwise); each result is recorded in MLflow as it arrives, so a resumed
+        sweep runs none twice. Re-orders `outcome.rows` by the robust score."""
+        import sys
+
+        from .recheck import candidates, rank_rows, recheck, seed_table
+        from .search import recheck_runner
+        from .tracking import table_csv
+
+        exp = self.exp
+        chosen = candidates(exp, outcome.rows, exp.tune.recheck.top)
+        done = {key: SeedResult(**value) for key, value in self.tracker.recheck_results(c.trial_id for c in chosen).items()}
+        todo = len(chosen) * len(exp.tune.recheck.seeds) - len(done)
+        names = {c.trial_id: c.run_name for c in chosen}
+        print(f"re-check: {len(chosen)} best of the sweep on seeds {', '.join(map(str, exp.tune.recheck.seeds))}"
+              f" ({todo} runs{f', {len(done)} recorded earlier' if done else ''})", file=sys.stderr, flush=True)
+        count = [0]
+
+        task = get_task(exp.task)
+        logged = ("score", *task.rank_columns, *task.spread_metrics)
+
+        def record(job, result) -> None:
+            count[0] += 1
+            metrics = {k: v for k, v in result.metrics.items() if k in logged}
+            self.tracker.log_recheck_seed(job.trial_id, job.seed, status=result.status, metrics=metrics, message=result.message)
+            shown = f"score {result.score:.2f}" if result.status == "ok" else result.message[:120]
+            print(f"[re-check {count[0]}/{todo}] {names[job.trial_id]} seed {job.seed} {result.status:<9} {shown}",
+                  file=sys.stderr, flush=True)
+
+        ranked = recheck(exp, chosen, runner=runner or recheck_runner(str(self.store.root)), done=done, on_result=record)
+        columns = ["score", *task.rank_columns]
+        for c in ranked:
+            mean, std = c.robust()
+            self.tracker.log_recheck(c.trial_id, mean=mean, std=std,
+                                     table=table_csv(seed_table(c, columns), ["seed", "role", "status", *columns, "message"]))
+        outcome.rows = rank_rows(outcome.rows, ranked)
+        outcome.rechecked = ranked
 
     def _start_parent(self, refs) -> None:
         """The parent run: config, resolved search space, reference metrics."""
@@ -140,7 +183,8 @@ class Sweep:
 
         exp = self.exp
         hp_names = sorted({k for m in exp.methods for k in m.search})
-        ranked = ["rank", "run_name", "status", "score", *get_task(exp.task).rank_columns]
+        robust = ["recheck_score_mean", "recheck_score_std"] if outcome.rechecked else []
+        ranked = ["rank", "run_name", "status", "score", *robust, *get_task(exp.task).rank_columns]
         columns = ranked[:2] + (["method"] if exp.multi else []) + ranked[2:] + hp_names
         rows = [{"rank": i + 1, **r, **{k: r["hyperparameters"].get(k, "") for k in hp_names}} for i, r in enumerate(outcome.rows)]
         files = {"trials.csv": table_csv(rows, columns)}
@@ -170,7 +214,10 @@ class Sweep:
         if top:
             best = top[0]
             winning = ", ".join(f"`{k}={v}`" for k, v in sorted(best["hyperparameters"].items()))
-            lines += [f"**Best trial:** {best['run_name']} ({best['method']}) with score {best['score']:.3f}: {winning}", ""]
+            lines += [f"**Best trial:** {best['run_name']} ({best['method']}) with score {best['score']:.3f}"
+                      + (f", robust score {best['recheck_score_mean']:.3f} (mean over seeds "
+                         f"{', '.join(map(str, (exp.data.seed, *exp.tune.recheck.seeds)))})" if "recheck_score_mean" in best else "")
+                      + f": {winning}", ""]
         lines.append(markdown_table(top, columns))
         if per_method:
             lines += ["", "**Best trial per method:**", "", markdown_table(list(per_method), columns)]
