@@ -83,10 +83,7 @@ def audit_sweep(exp: Experiment, refs: Any, runs: Sequence[Mapping[str, Any]], *
             png = epsilon_histogram(row.epsilons, Path(tmp) / "epsilon_histogram.png",
                                     f"{run['run_name']}: F = {row.forget_quality:.3f} (ceiling {row.ceiling:.3f}), N = {row.models}")
             files["epsilon_histogram.png"] = png.read_bytes()
-        buf = io.BytesIO()
-        np.savez_compressed(buf, unlearned_confidence=row.phi, epsilon=row.epsilons,
-                            forget_labels=refs.splits.forget.y.cpu().numpy())
-        files["confidences.npz"] = buf.getvalue()
+        files["confidences.npz"] = confidences_npz(row, report, refs.splits.forget.y.cpu().numpy())
         entries.append({"run_id": run["run_id"], "metrics": metrics, "files": files})
     ranked = sorted(rows[2:], key=lambda r: -r["audit_score"])
     for rank, r in enumerate(ranked, start=1):
@@ -105,6 +102,26 @@ def audit_sweep(exp: Experiment, refs: Any, runs: Sequence[Mapping[str, Any]], *
               table_rows=shown, columns=COLUMNS)
     print("rank by it: ray-unlearn best " + exp.experiment + " --metric audit_score", file=out)
     return 1 if report.void else 0
+
+
+def confidences_npz(row: Any, report: Any, labels: Any) -> bytes:
+    """Everything F is computed from, so anyone can recompute it (docs/metrics.md#forgetting-quality): both
+    populations' logit-scaled confidences (models x forget examples), the ceiling population's, each
+    model's retain and test accuracy, the forget labels, the per-example epsilons and the logged figures."""
+    import numpy as np
+
+    retrained, ceiling = report.retrained, report.ceiling
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        unlearned_confidence=row.phi, retrained_confidence=retrained.phi, ceiling_confidence=ceiling.phi,
+        unlearned_retain_acc=row.retain_accs, unlearned_test_acc=row.test_accs,
+        retrained_retain_acc=retrained.retain_accs, retrained_test_acc=retrained.test_accs,
+        ceiling_retain_acc=ceiling.retain_accs, ceiling_test_acc=ceiling.test_accs,
+        forget_labels=labels, epsilon=row.epsilons,
+        forget_quality=row.forget_quality, audit_score=row.score, audit_ceiling=row.ceiling,
+    )
+    return buf.getvalue()
 
 
 def confirm_table(exp: Experiment, configurations: Sequence[tuple[str, str, Mapping[str, Any]]], seeds: Sequence[int],

@@ -72,6 +72,19 @@ def test_audit_metrics_and_files_land_on_the_audited_child_run(audited):
     local = audited["client"].download_artifacts(run.info.run_id, "audit/confidences.npz")
     with np.load(local) as z:
         assert z["unlearned_confidence"].shape[0] == MODELS and z["epsilon"].shape == (z["forget_labels"].shape[0],)
+        shape = (MODELS, z["forget_labels"].shape[0])
+        assert z["retrained_confidence"].shape == shape and z["ceiling_confidence"].shape == shape, "both populations travel"
+        assert not np.allclose(z["unlearned_confidence"], z["retrained_confidence"])
+        from ray_unlearn.metrics.forgetting_quality import example_epsilons, final_score, forgetting_quality
+
+        # anyone can recompute the logged figures from the file alone
+        f = forgetting_quality(example_epsilons(z["unlearned_confidence"], z["retrained_confidence"]), MODELS)
+        assert f == pytest.approx(m["audit_forget_quality"], abs=1e-9)
+        ceiling = forgetting_quality(example_epsilons(z["ceiling_confidence"], z["retrained_confidence"]), MODELS)
+        assert ceiling == pytest.approx(m["audit_ceiling"], abs=1e-9)
+        score = final_score(f, z["unlearned_retain_acc"], z["retrained_retain_acc"], z["unlearned_test_acc"], z["retrained_test_acc"])
+        assert score == pytest.approx(m["audit_score"], abs=1e-9)
+        assert z["unlearned_retain_acc"].mean() == pytest.approx(m["audit_retain_acc"], abs=1e-9)
     parent = next(r for r in audited["runs"] if r.data.tags.get(KIND) == "sweep")
     assert "audit/audit_table.csv" in {a.path for a in audited["client"].list_artifacts(parent.info.run_id, "audit")}
 

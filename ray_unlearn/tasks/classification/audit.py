@@ -1,4 +1,4 @@
-"""The audit: a per-example, many-model test of configurations (METHODS.md §7), plain PyTorch.
+"""The audit: a per-example, many-model test of configurations (docs/metrics.md#the-audit), plain PyTorch.
 
 For one configuration: N unlearned models (the method run N times from the cached original, on
 method seeds the sweep never used) against N retrained models (the reference recipe on the retain
@@ -143,9 +143,17 @@ class AuditRow:
     models: int
     ceiling: float = math.nan
     epsilons: np.ndarray | None = None
-    phi: np.ndarray | None = None
-    retain_acc: float = math.nan
-    test_acc: float = math.nan
+    phi: np.ndarray | None = None  # models x forget examples
+    retain_accs: np.ndarray | None = None  # per model
+    test_accs: np.ndarray | None = None
+
+    @property
+    def retain_acc(self) -> float:
+        return float(self.retain_accs.mean()) if self.retain_accs is not None else math.nan
+
+    @property
+    def test_acc(self) -> float:
+        return float(self.test_accs.mean()) if self.test_accs is not None else math.nan
 
     def metrics(self) -> dict[str, float]:
         ratio = self.forget_quality / self.ceiling if self.ceiling and self.ceiling > 0 else math.nan
@@ -154,18 +162,29 @@ class AuditRow:
                 "audit_retain_acc": self.retain_acc, "audit_test_acc": self.test_acc}
 
 
-def compare(name: str, population: Sequence[Stats], retrain: Sequence[Stats], labels: np.ndarray, seed: int = 0) -> AuditRow:
-    phi_u, phi_r = confidences(population, labels), confidences(retrain, labels)
-    eps = example_epsilons(phi_u, phi_r)
-    n = min(len(population), len(retrain))
+@dataclasses.dataclass(frozen=True)
+class Population:
+    """What the audit reads of N models: their confidences on the forget set and their accuracies."""
+
+    phi: np.ndarray  # models x forget examples, logit-scaled
+    retain_accs: np.ndarray
+    test_accs: np.ndarray
+
+    @classmethod
+    def of(cls, stats: Sequence[Stats], labels: np.ndarray) -> "Population":
+        return cls(confidences(stats, labels), np.array([float(s["retain_acc"]) for s in stats]),
+                   np.array([float(s["test_acc"]) for s in stats]))
+
+
+def compare(name: str, population: Sequence[Stats], retrain: Population, labels: np.ndarray, seed: int = 0) -> AuditRow:
+    mine = Population.of(population, labels)
+    eps = example_epsilons(mine.phi, retrain.phi)
+    n = min(len(population), len(retrain.phi))
     quality = forgetting_quality(eps, n)
-    ra_u = np.array([float(s["retain_acc"]) for s in population])
-    ta_u = np.array([float(s["test_acc"]) for s in population])
-    ra_r = np.array([float(s["retain_acc"]) for s in retrain])
-    ta_r = np.array([float(s["test_acc"]) for s in retrain])
-    return AuditRow(name=name, forget_quality=quality, score=final_score(quality, ra_u, ra_r, ta_u, ta_r),
-                    auc=lira_auc(phi_u, phi_r, seed=seed), models=len(population), epsilons=eps, phi=phi_u,
-                    retain_acc=float(ra_u.mean()), test_acc=float(ta_u.mean()))
+    return AuditRow(name=name, forget_quality=quality,
+                    score=final_score(quality, mine.retain_accs, retrain.retain_accs, mine.test_accs, retrain.test_accs),
+                    auc=lira_auc(mine.phi, retrain.phi, seed=seed), models=len(population), epsilons=eps, phi=mine.phi,
+                    retain_accs=mine.retain_accs, test_accs=mine.test_accs)
 
 
 @dataclasses.dataclass
@@ -175,6 +194,7 @@ class AuditReport:
     original: AuditRow  # the untouched original against the retrain population
     retrained_now: int  # population models trained by this audit (the rest came from the cache)
     void: str | None  # why the sanity rows fail, or None
+    retrained: Population | None = None  # the retrain population every row is compared with
 
 
 def original_stats(refs: References, device: torch.device, n: int) -> list[Stats]:
@@ -209,7 +229,7 @@ def audit(
     stats = runner(exp, refs, wanted, cache_root)
     by_member = dict(zip(wanted, stats))
     labels = refs.splits.forget.y.cpu().numpy()
-    retrain = [by_member[m] for m in retrain_members(models)]
+    retrain = Population.of([by_member[m] for m in retrain_members(models)], labels)
     ceiling = compare("retrain (ceiling)", [by_member[m] for m in retrain_members(models, CEILING_SEED_BASE)], retrain, labels)
     ceiling.ceiling = ceiling.forget_quality
     original = compare("original", original_stats(refs, device, models), retrain, labels)
@@ -219,7 +239,7 @@ def audit(
         row = compare(name, [by_member[m] for m in unlearned_members(method, hp, models)], retrain, labels)
         row.ceiling = ceiling.forget_quality
         rows.append(row)
-    return AuditReport(rows, ceiling, original, missing, sanity(ceiling, original))
+    return AuditReport(rows, ceiling, original, missing, sanity(ceiling, original), retrain)
 
 
 def sanity(ceiling: AuditRow, original: AuditRow) -> str | None:
