@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ from ray_unlearn.cache import Store, default_cache_dir
 from ray_unlearn.config import Experiment, load_experiment
 from ray_unlearn.objective import WORST_SCORE
 from ray_unlearn.progress import table
+from ray_unlearn.start_points import rounded, write_start
 from ray_unlearn.references import prepare
 from ray_unlearn.tasks.classification.references import References
 from ray_unlearn.trial import run_repeats
@@ -75,8 +75,7 @@ def suggest(trial: optuna.Trial, exp: Experiment) -> dict[str, Any]:
     """A candidate as it will be written: floats rounded to the 3 significant digits `write_start`
     writes, so the point evaluated is exactly the point shipped (a high-lr point can sit on a knife's
     edge where the 4th digit decides between fine and collapsed)."""
-    point = {name: dim.suggest(trial, name) for name, dim in exp.search.items()}
-    return {k: float(format_value(v)) if isinstance(v, float) else v for k, v in point.items()}
+    return rounded({name: dim.suggest(trial, name) for name, dim in exp.search.items()})
 
 
 def seeded_experiments(path: Path, seeds: list[int], store: Store, overrides: list[str] = ()) -> dict[int, tuple[Experiment, References]]:
@@ -114,61 +113,6 @@ def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store
     study.optimize(objective, n_trials=trials)
     best = max(rows, key=lambda r: r["robust"])
     return {name: best[name] for name in base.search}, rows
-
-
-def recheck(path: Path, rows: list[dict], top: int, seeds: list[int], sweep_seeds: int, store: Store,
-            overrides: list[str] = ()) -> tuple[dict[str, Any] | None, list[dict]]:
-    """The sweep's `top` candidates re-run on `seeds` (ones the sweep never used); the winner is the
-    best mean score over all their seeds, any failure scoring WORST_SCORE (None: no candidate
-    finished). A sweep on a noisy score picks its top trial partly for its luck (the winner's
-    curse); a second look on other seeds tells a robust configuration from a lucky one at the cost
-    of `top * len(seeds)` trials."""
-    base = load_experiment(path, list(overrides))
-    exp_by_seed = seeded_experiments(path, seeds, store, overrides)
-    finished = sorted((r for r in rows if r["robust"] > WORST_SCORE), key=lambda r: r["robust"], reverse=True)
-    rechecked = []
-    for r in finished[:top]:
-        point = {name: r[name] for name in base.search}
-        value, why = robust_score(base, evaluate_point(exp_by_seed, point, store), 0.0, "mean")
-        mean = WORST_SCORE if value == WORST_SCORE else (sweep_seeds * r["robust"] + len(seeds) * value) / (sweep_seeds + len(seeds))
-        rechecked.append({**r, "recheck": value, "overall": mean, "why": why})
-        print(f"  recheck trial {r['trial']:3d}  sweep {r['robust']:9.3f}  seeds {seeds} {value:9.3f}  overall {mean:9.3f}  {why}", flush=True)
-    if not rechecked:
-        return None, rechecked
-    best = max(rechecked, key=lambda r: r["overall"])
-    return {name: best[name] for name in base.search}, rechecked
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) >= 1e-3 else f"{value:.3g}".replace("e-0", "e-")
-    return str(value)
-
-
-def write_start(path: Path, point: dict[str, Any], command: str) -> None:
-    """Replace (or add) `start:` in each searched key's one-line entry; other text is kept as it is."""
-    lines = path.read_text().splitlines(keepends=True)
-    in_search = False
-    for i, line in enumerate(lines):
-        if re.match(r"^search:\s*$", line):
-            in_search = True
-            continue
-        if in_search and re.match(r"^\S", line):
-            in_search = False
-        m = re.match(r"^(\s+)(\w+):(\s*)\{(.*)\}(\s*(#.*)?)$", line.rstrip("\n")) if in_search else None
-        if m and m.group(2) in point:
-            body = re.sub(r",\s*start:\s*[^,}]+", "", m.group(4))
-            lines[i] = f"{m.group(1)}{m.group(2)}:{m.group(3)}{{{body}, start: {format_value(point[m.group(2)])}}}{m.group(5) or ''}\n"
-    text = "".join(lines)
-    # an older sentence about where start: values came from would now be wrong
-    text = re.sub(r" start: values come\n# from a \d+-trial sweep of this file with tune.repeats: \d+ \(bench/methods.py compares them with the METHODS.md defaults\).\n", "\n", text)
-    text = re.sub(r"^# start: values come from a sweep of this file; (.)", lambda m: "# " + m.group(1).upper(), text, flags=re.M)
-    note = f"# start: values from `{command}`"
-    text = re.sub(r"^# start: values from `[^`]*`\n", "", text, flags=re.M)
-    text = re.sub(r"^(experiment:)", note + r"\n\1", text, count=1, flags=re.M)
-    path.write_text(text)
 
 
 def print_current(paths: list[Path], seeds: list[int], store: Store) -> int:

@@ -90,5 +90,6 @@ def summarise(name: str, runs: list[Mapping[str, Any]], n_seeds: int) -> dict[st
         values = [float(r[key]) for r in runs if key in r and math.isfinite(float(r[key]))]
         row[f"{key}_mean"] = statistics.fmean(values) if values else math.nan
         row[f"{key}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+        row[f"{key}_max"] = max(values) if values else math.nan
         row[HEADERS[key]] = f"{row[f'{key}_mean']:.2f} ± {row[f'{key}_std']:.2f}" if values else "-"
     return row

@@ -59,6 +59,7 @@ class SweepOutcome:
     storage_dir: str
     errors: int
     rechecked: list[Any] = dataclasses.field(default_factory=list)  # recheck.Candidate, robust best first
+    recheck_seconds: float = 0.0
 
 
 def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:

@@ -129,6 +129,7 @@ class Sweep:
         from .tracking import table_csv
 
         exp = self.exp
+        started = time.perf_counter()
         chosen = candidates(exp, outcome.rows, exp.tune.recheck.top)
         done = {key: SeedResult(**value) for key, value in self.tracker.recheck_results(c.trial_id for c in chosen).items()}
         todo = len(chosen) * len(exp.tune.recheck.seeds) - len(done)
@@ -156,6 +157,7 @@ class Sweep:
                                      table=table_csv(seed_table(c, columns), ["seed", "role", "status", *columns, "message"]))
         outcome.rows = rank_rows(outcome.rows, ranked)
         outcome.rechecked = ranked
+        outcome.recheck_seconds = time.perf_counter() - started
 
     def _start_parent(self, refs) -> None:
         """The parent run: config, resolved search space, reference metrics."""
