@@ -79,6 +79,7 @@ class I2IReferences:
     backdoor: Backdoor | None = None
     poisoned_idx: torch.Tensor = dataclasses.field(default_factory=lambda: torch.empty(0, dtype=torch.long))
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # training time of each model (as first trained)
+    trained: list[str] = dataclasses.field(default_factory=list)  # the models trained by this call (empty: loaded from the store)
 
     def method_data(self, heldout: str = "val") -> I2IData:
         """D_f, D_r and the divergence scale measured on `heldout` (the tuner's validation split by default)."""
@@ -117,20 +118,34 @@ def prepare_i2i(
         splits, poisoned_idx = poison_splits(splits, backdoor)
     splits = splits.to(device)
     shape = tuple(splits.info.input_shape)
-    found = store.get(key, ["original", "retrain"]) if store is not None else None
-    models, seconds = {}, dict(found[1].get("seconds", {})) if found is not None else {}
-    for name, data in (("original", splits.train), ("retrain", splits.retain)):
-        if found is not None:
-            models[name] = place_model(build_autoencoder(shape), device)
-            models[name].load_state_dict(found[0][name])
-            models[name].eval()
-            continue
-        hook = (lambda e, logs, n=name: progress(n, e, recipe.epochs, logs)) if progress else None
-        start = time.perf_counter()
-        models[name] = train_autoencoder(data, shape, recipe, device, hook)
-        seconds[name] = time.perf_counter() - start
-    if store is not None and found is None:
+    names = ["original", "retrain"]
+    models: dict[str, nn.Module] = {}
+    seconds: dict[str, float] = {}
+
+    def train_both() -> None:
+        for name, data in (("original", splits.train), ("retrain", splits.retain)):
+            hook = (lambda e, logs, n=name: progress(n, e, recipe.epochs, logs)) if progress else None
+            start = time.perf_counter()
+            models[name] = train_autoencoder(data, shape, recipe, device, hook)
+            seconds[name] = time.perf_counter() - start
+
+    def build() -> tuple[dict, dict]:
+        train_both()
         tensors = {n: {k: v.detach().cpu() for k, v in m.state_dict().items()} for n, m in models.items()}
-        store.put(key, tensors, {"recipe": dataclasses.asdict(recipe), "poisoned_idx": poisoned_idx.tolist(), "seconds": seconds})
-        logger.info("I2I references %s stored in %s", key, store.entry(key))
-    return I2IReferences(splits, models["original"], models["retrain"], recipe, backdoor, poisoned_idx, seconds)
+        return tensors, {"recipe": dataclasses.asdict(recipe), "poisoned_idx": poisoned_idx.tolist(), "seconds": seconds}
+
+    trained: list[str] = names
+    if store is None:
+        train_both()
+    else:  # built once under the store's lock; a corrupt entry is rebuilt, a concurrent builder's entry loaded
+        entry = store.get_or_build(key, names, build)
+        if entry.built:
+            logger.info("I2I references %s stored in %s", key, store.entry(key))
+        else:
+            trained = []
+            seconds = dict(entry.meta.get("seconds", {}))
+            for name in names:
+                models[name] = place_model(build_autoencoder(shape), device)
+                models[name].load_state_dict(entry.tensors[name])
+                models[name].eval()
+    return I2IReferences(splits, models["original"], models["retrain"], recipe, backdoor, poisoned_idx, seconds, list(trained))

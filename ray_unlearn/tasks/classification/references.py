@@ -169,22 +169,37 @@ def train_reference(
 def prepare(
     exp: "Experiment", store: Store, device: torch.device, progress: Progress | None = None, splits: Splits | None = None
 ) -> tuple[References, list[str]]:
-    """Load references from the store, training whatever is missing.
+    """Load references from the store, training them if the entry is missing or corrupt.
 
     Returns the references and the names of the models trained now (empty on
-    a cache hit), so callers and tests can tell a hit from a rebuild.
+    a cache hit), so callers and tests can tell a hit from a rebuild. The
+    entry is built under the store's lock: of several processes preparing the
+    same references at once, one trains and the others load its entry.
     """
     splits = splits if splits is not None else load_splits(exp.data)
     check_loaded(exp, splits)
     key = reference_key(exp, splits)
-    names = ["original", "retrain"]
-    found = store.get(key, names)
-    if found is not None:
-        tensors, meta = found
-        logger.info("references %s loaded from %s", key, store.entry(key))
-        return _references(exp, key, splits, tensors, meta), []
+    trained: list[str] = []
 
-    store.check_writable()
+    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+        tensors, meta, names = train_references(exp, splits, device, progress)
+        trained.extend(names)
+        return tensors, meta
+
+    entry = store.get_or_build(key, ["original", "retrain"], build)
+    if entry.built:
+        logger.info("references %s trained and stored in %s", key, store.entry(key))
+    else:
+        logger.info("references %s loaded from %s", key, store.entry(key))
+    return _references(exp, key, splits, entry.tensors, entry.meta), trained
+
+
+def train_references(
+    exp: "Experiment", splits: Splits, device: torch.device, progress: Progress | None = None
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(state dicts, metadata with both models' metrics, names of the models trained): what a cache entry holds.
+
+    A user's own checkpoint is measured, not trained."""
     on_device = splits.to(device)
     seed = exp.data.seed
     models, metrics, seconds = {}, {}, {}
@@ -212,9 +227,7 @@ def prepare(
         "n_forget": len(splits.forget_idx),
         "config": {"data": dataclasses.asdict(exp.data), "model": dataclasses.asdict(exp.model), "train": dataclasses.asdict(exp.train)},
     }
-    store.put(key, tensors, meta)
-    logger.info("references %s trained and stored in %s", key, store.entry(key))
-    return _references(exp, key, splits, tensors, meta), trained
+    return tensors, meta, trained
 
 
 def check_loaded(exp: "Experiment", splits: Splits) -> None:
