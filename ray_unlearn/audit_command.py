@@ -98,9 +98,16 @@ def audit_sweep(exp: Experiment, refs: Any, runs: Sequence[Mapping[str, Any]], *
     report_text = f"{header}\n{text}\n" + (f"audit VOID: {report.void}\n" if report.void else "")
     if forget_seeds:
         report_text += "\n" + confirm_table(exp, configurations, forget_seeds, cache_root, device, out)
-    log_audit(uri, exp.experiment, entries, parent_id=runs[0].get("parent_id"), table_text=report_text,
-              table_rows=shown, columns=COLUMNS)
+    parent_id = runs[0].get("parent_id")
+    log_audit(uri, exp.experiment, entries, parent_id=parent_id, table_text=report_text, table_rows=shown, columns=COLUMNS)
     print("rank by it: ray-unlearn best " + exp.experiment + " --metric audit_score", file=out)
+    if parent_id:
+        from .tracking import audit_links
+
+        view, compare = audit_links(uri, exp.experiment, parent_id, [r["run_id"] for r in runs])
+        print(f"runs table (with the audit's columns): {view}", file=out)
+        if len(runs) > 1:
+            print(f"compare the audited runs: {compare}", file=out)
     return 1 if report.void else 0
 
 

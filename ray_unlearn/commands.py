@@ -190,6 +190,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not tracker.uri.startswith("http"):
         print(f"look at it:  ray-unlearn ui --tracking-uri {tracker.uri}   then open")
     print(f"runs table:  {summary.link}")
+    if summary.compare_link:
+        print(f"compare the best side by side: {summary.compare_link}")
     print(f"export best: ray-unlearn best {exp.experiment} --tracking-uri {tracker.uri} --export best.yaml")
     if args.audit:
         from .audit_command import audit_sweep, audited_runs

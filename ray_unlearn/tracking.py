@@ -48,8 +48,12 @@ RECHECK_MESSAGE = "ray_unlearn.recheck_message_s"
 ROBUST_SCORE = "recheck_score_mean"  # the mean score over the sweep's seed and the re-check seeds
 PARENT = "mlflow.parentRunId"
 NOTE = "mlflow.note.content"
+# MLflow's UI opens a runs table with the columns, sort and filter saved in this experiment tag when the
+# link names its key (`?viewStateShareKey=<key>`): the link `tune` prints shows why a run ranks where it does.
+SHARED_VIEW = "mlflow.sharedViewState."
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `ray-unlearn ui` serves a local store
 # MLflow prints "View run ... at: http://..." for every run it ends against a server; ours prints one link.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 # ... and a progress bar for every artifact it downloads (a run's config.yaml for `best --export`, `audit`).
@@ -185,11 +189,34 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def runs_url(self, server_url: str, parent_id: str | None = None) -> str:
-        """Deep link to this experiment's runs table sorted by score, best first."""
+        """Deep link to this experiment's runs table sorted by score, best first; the sweep's own view
+        (`share_sweep_view`: its columns and ranking) when there is one."""
+        if parent_id and self.client.get_experiment(self.experiment_id).tags.get(f"{SHARED_VIEW}{view_key(parent_id)}"):
+            return f"{server_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs?viewStateShareKey={view_key(parent_id)}"
         query = "workflowType=machine_learning&orderByKey=metrics.%60score%60&orderByAsc=false"
         if parent_id:
             query += "&searchFilter=" + quote(f"tags.mlflow.parentRunId = '{parent_id}'", safe="")
         return f"{server_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
+
+    def compare_url(self, server_url: str, run_ids: Iterable[str]) -> str:
+        """MLflow's compare page of `run_ids`: their parameters and metrics side by side, a parallel-coordinates plot."""
+        runs = quote(json.dumps(list(run_ids), separators=(",", ":")), safe="")
+        return f"{server_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={quote(json.dumps([self.experiment_id]), safe='')}"
+
+    def share_sweep_view(self, parent_id: str, *, metrics: Iterable[str], params: Iterable[str] = (), tags: Iterable[str] = (),
+                         order_by: str | None = None) -> None:
+        """Save the runs-table view of a sweep's trials (these columns in this order, best first by `order_by`)
+        as an experiment tag; the columns and order of a view saved earlier are kept (the audit adds its own)."""
+        key = f"{SHARED_VIEW}{view_key(parent_id)}"
+        saved = json.loads(self.client.get_experiment(self.experiment_id).tags.get(key) or "{}")
+        columns = list(saved.get("columnOrder", []))
+        order_by = f"metrics.`{order_by}`" if order_by else saved.get("orderByKey", "metrics.`score`")
+        for group, names in (("metrics", metrics), ("params", params), ("tags", tags)):
+            columns += [c for c in (f"{group}.`{n}`" for n in names) if c not in columns]
+        columns.sort(key=lambda c: ("metrics", "params", "tags").index(c.split(".", 1)[0]))  # the UI groups them so
+        state = {"searchFilter": f"tags.{PARENT} = '{parent_id}'", "orderByKey": order_by,
+                 "orderByAsc": False, "selectedColumns": columns, "columnOrder": columns}
+        self.client.set_experiment_tag(self.experiment_id, key, json.dumps(state))
 
 
 class BackgroundWriter:
@@ -513,6 +540,15 @@ class SweepTracker(Tracker):
         self.end_run(self.parent_id, status)
 
 
+def ui_base(uri: str) -> str:
+    """The web address a store's links point at: the tracking server itself, else `ray-unlearn ui`'s."""
+    return uri if uri.startswith("http") else LOCAL_UI
+
+
+def view_key(parent_id: str) -> str:
+    return f"ray-unlearn-{parent_id}"
+
+
 def recheck_metric(metric: str, seed: int) -> str:
     return f"recheck_{metric}_s{seed}"
 
@@ -635,3 +671,14 @@ def log_audit(uri: str | None, experiment: str, entries: Iterable[Mapping[str, A
     if parent_id:
         tracker.log_text(parent_id, table_text, "audit/audit_table.txt")
         tracker.log_text(parent_id, table_csv(table_rows, columns), "audit/audit_table.csv")
+        tracker.share_sweep_view(parent_id, metrics=AUDIT_VIEW)
+
+
+AUDIT_VIEW = ("audit_quality_ratio", "audit_auc", "audit_score")  # what the sweep's runs-table view adds after an audit
+
+
+def audit_links(uri: str | None, experiment: str, parent_id: str, run_ids: Iterable[str]) -> tuple[str, str]:
+    """(the sweep's runs-table view, the compare page of the audited runs)."""
+    tracker = Tracker(uri, experiment, create=False)
+    base = ui_base(tracker.uri)
+    return tracker.runs_url(base, parent_id), tracker.compare_url(base, run_ids)

@@ -28,7 +28,7 @@ from .progress import markdown_table
 from .recheck import SeedResult
 from .tasks import get_task
 
-LOCAL_UI = "http://127.0.0.1:5000"
+COMPARED = 5  # trials on the compare page the sweep links to
 
 
 @dataclasses.dataclass
@@ -40,6 +40,7 @@ class Summary:
     front_columns: list[str]
     link: str  # the runs table of this sweep, sorted by score, best first
     per_method: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # multi-method: each method's best trial
+    compare_link: str = ""  # MLflow's compare page of the best trials (parameters, metrics, parallel coordinates)
 
 
 def best_per_method(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -206,8 +207,16 @@ class Sweep:
             per_method = best_per_method(rows) if exp.multi else []
             note = self._note(rows[:10], columns, front, per_method)
             self.tracker.finish(rows, note=note, files=files, images=[i for i in images if i is not None])
-        base = self.tracker.uri if self.tracker.uri.startswith("http") else LOCAL_UI
-        return Summary(rows, columns, goals, front, front_columns, self.tracker.runs_url(base, self.tracker.parent_id), per_method)
+        from .tracking import BEST, STATUS, ui_base
+
+        order_by = "recheck_score_mean" if outcome.rechecked else "score"
+        view = [c for c in columns if c in ("score", *robust, *get_task(exp.task).rank_columns)]
+        self.tracker.writer.call(self.tracker.share_sweep_view, self.tracker.parent_id, metrics=view, params=hp_names,
+                                 tags=[BEST, STATUS], order_by=order_by)
+        base = ui_base(self.tracker.uri)
+        top = [self.tracker.children[r["trial_id"]] for r in rows if r["status"] == "ok" and r["trial_id"] in self.tracker.children]
+        return Summary(rows, columns, goals, front, front_columns, self.tracker.runs_url(base, self.tracker.parent_id), per_method,
+                       self.tracker.compare_url(base, top[:COMPARED]) if len(top) > 1 else "")
 
     def _note(self, top: list[dict[str, Any]], columns: list[str], front: list[dict[str, Any]],
               per_method: list[dict[str, Any]] = ()) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -136,28 +137,50 @@ def test_mlflow_rest_api_ranks_the_tagged_best_first(sweep, mlflow_server):
     assert scores == sorted(scores, reverse=True)
 
 
-def test_deep_link_opens_the_runs_table_with_the_best_trial_in_a_real_browser(sweep, mlflow_server, tmp_path):
-    """MLflow 3 opens experiments on a GenAI overview; the printed link lands on the sorted runs table."""
+def rendered_text(url: str, profile: Path) -> str:
+    """The visible text of `url` as headless Chromium renders it (a wide window: the runs table renders the
+    columns in view only)."""
+    import html
+    import re
     import shutil
     import subprocess
-
-    from ray_unlearn.tracking import Tracker
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    children = [r for r in sweep["runs"] if r.data.tags.get(KIND) == "trial"]
-    best = next(r for r in children if r.data.tags.get(BEST) == "true")
-    parent = next(r for r in sweep["runs"] if r.data.tags.get(KIND) == "sweep")
-    link = Tracker(mlflow_server.url, sweep["name"], create=False).runs_url(mlflow_server.url, parent.info.run_id)
-    assert link in sweep["stdout"], "tune prints this link"
     dom = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=20000", "--dump-dom", link],
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         "--window-size=2400,1400", "--virtual-time-budget=25000", "--dump-dom", url],
         capture_output=True, text=True, timeout=120,
     ).stdout
-    names = [r.info.run_name for r in children]
-    shown = sorted((dom.find(n), n) for n in names if n in dom)
-    assert best.info.run_name in dom, "the best trial's run is in the rendered runs table"
-    assert shown[0][1] == best.info.run_name, f"best first, got order {[n for _, n in shown]}"
+    dom = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", dom, flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom)))
+
+
+def test_the_printed_links_show_why_a_trial_ranks_where_it_does_in_a_real_browser(sweep, mlflow_server, tmp_path):
+    """MLflow 3 opens experiments on a GenAI overview and its runs table shows no metric column by default: the
+    printed runs-table link opens the sweep's own view (its trials, best first, the score, the task's columns,
+    the searched hyperparameters and the best tag visible), and the compare link puts the best trials side by side."""
+    import re
+
+    children = [r for r in sweep["runs"] if r.data.tags.get(KIND) == "trial"]
+    ranked = sorted(children, key=lambda r: -r.data.metrics["score"])
+    link = next(line.split(": ", 1)[1] for line in sweep["stdout"].splitlines() if line.startswith("runs table:"))
+    assert "viewStateShareKey=" in link
+    text = rendered_text(link, tmp_path / "p1")
+    table = text[text.index("Run Name"):]
+    for header in ("score", "val_acc", "forget_acc", "mia_gap", "avg_gap", "lr", "epochs", "best"):
+        assert re.search(rf"\b{header}\b", table), f"column {header} is not visible"
+    shown = sorted((table.find(r.info.run_name), r.info.run_name) for r in children)
+    assert [n for _, n in shown] == [r.info.run_name for r in ranked], "trials best first"
+    assert repr(ranked[0].data.metrics["score"]) in table and repr(ranked[-1].data.metrics["score"]) in table, "score cells"
+    assert f"{len(children)} matching runs" in text, "the sweep's trials only, not its parent run"
+
+    compare = next(line.split(": ", 1)[1] for line in sweep["stdout"].splitlines() if line.startswith("compare the best"))
+    text = rendered_text(compare, tmp_path / "p2")
+    assert "Parallel Coordinates Plot" in text and f"Comparing {min(5, len(children))} Runs" in text
+    page = text[text.index("Run details"):]
+    assert all(r.info.run_name in page for r in ranked[:5])
+    params = page[page.index("Parameters"):page.index("Metrics")]
+    assert "epochs" in params and "lr" in params and ranked[0].data.params["epochs"] in params

@@ -92,24 +92,23 @@ def model_stats(model: torch.nn.Module, splits: Any) -> Stats:
 
 def member_stats(exp: Experiment, refs: References, member: Member, store: Store, device: torch.device) -> tuple[Stats, bool]:
     """(stats of one population model, whether it was trained now): from the store, else trained and stored."""
-    key = member.key(refs.key, exp)
-    found = store.get(key, ["stats"])
-    if found is not None:
-        return found[0]["stats"], False
-    splits = refs.splits.to(device)
-    if member.kind == "unlearned":
-        method = get_method(member.method)
-        hp = exp.spec(member.method).params(dict(member.hyperparameters))
-        data = UnlearnData(forget=splits.forget, retain=splits.retain, num_classes=splits.info.num_classes,
-                           input_range=splits.info.input_range, augment=refs.augment)
-        ctx = Context(device=device, seed=member.seed, memo=store.memo(refs.key))
-        model = method.run(refs.model("original", device), data, hp, ctx)
-    else:
-        seeded = dataclasses.replace(exp, train=dataclasses.replace(exp.train, seed=member.seed))
-        model = train_reference(seeded, splits, splits.retain, device, f"retrain seed {member.seed}")
-    stats = model_stats(model, splits)
-    store.put(key, {"stats": stats}, {"member": dataclasses.asdict(member), "refs": refs.key})
-    return stats, True
+
+    def build() -> tuple[dict[str, Stats], dict[str, Any]]:
+        splits = refs.splits.to(device)
+        if member.kind == "unlearned":
+            method = get_method(member.method)
+            hp = exp.spec(member.method).params(dict(member.hyperparameters))
+            data = UnlearnData(forget=splits.forget, retain=splits.retain, num_classes=splits.info.num_classes,
+                               input_range=splits.info.input_range, augment=refs.augment)
+            ctx = Context(device=device, seed=member.seed, memo=store.memo(refs.key))
+            model = method.run(refs.model("original", device), data, hp, ctx)
+        else:
+            seeded = dataclasses.replace(exp, train=dataclasses.replace(exp.train, seed=member.seed))
+            model = train_reference(seeded, splits, splits.retain, device, f"retrain seed {member.seed}")
+        return {"stats": model_stats(model, splits)}, {"member": dataclasses.asdict(member), "refs": refs.key}
+
+    entry = store.get_or_build(member.key(refs.key, exp), ["stats"], build)  # built once, also by two processes at once
+    return entry.tensors["stats"], entry.built
 
 
 def sequential_runner(device: torch.device) -> Runner:
