@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.base import TensorSet
+from .models.base import Classifier
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def place_model(model: nn.Module, device: torch.device, *, channels_last: bool |
 
     `channels_last`: None (default) = only on CUDA; True/False forces it (e.g.
     tests of the CUDA code path on CPU, or benchmarks without the fast path).
-    On CUDA this also turns on cuDNN autotuning (batch shapes repeat).
+    On CUDA this also turns on cuDNN autotuning (training batch shapes repeat);
+    `full_precision` turns it off where shapes change (attacks, metrics).
     """
     device = torch.device(device)
     model = model.to(device)
@@ -93,6 +95,48 @@ def autocast(
     if enabled:
         return torch.autocast(device.type, dtype=dtype)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device | str) -> Iterator[None]:
+    """Exact float32 inside: no autocast, no TF32 (matmul, cuDNN), no cuDNN autotuning.
+
+    Attacks and metrics run in it: they compare near-tied logits, and their batch shapes
+    change (a shrinking attack batch) so autotuning would search anew almost every call.
+    The process-wide flags are restored on exit.
+    """
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.autocast(torch.device(device).type, enabled=False):
+            yield
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def plain_classifier(model: nn.Module) -> bool:
+    """model(x) is exactly classifier(trunk(mix_features(x))): a `Classifier` with none of these
+    overridden (a subclass, an attached mix layer) and no hooks of its own that a split call would skip."""
+    cls, own = type(model), vars(model)
+    return (isinstance(model, Classifier) and not model._forward_hooks and not model._forward_pre_hooks
+            and all(getattr(cls, name) is getattr(Classifier, name) and name not in own
+                    for name in ("forward", "embed", "mix_features")))
+
+
+def fp32_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """model(x) as float32; under autocast the body runs in bf16 and the classifier head in float32.
+
+    Losses and divergences between near-identical models read these: bf16 logits
+    (8 mantissa bits) round away the differences they measure. Without autocast
+    (the CPU) this is exactly model(x).
+    """
+    if torch.is_autocast_enabled(x.device.type) and plain_classifier(model):
+        h = model.embed(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return model.classifier(h.float())
+    return model(x).float()
 
 
 def pin_memory(data: TensorSet) -> TensorSet:
@@ -292,7 +336,7 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None)
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(x), y)
+    return F.cross_entropy(fp32_logits(model, x), y)
 
 
 def train_epoch(
@@ -377,16 +421,16 @@ def fit(
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """Logits in eval mode, computed in float32, batch by batch.
 
-    Autocast is switched off explicitly (also inside a caller's autocast region):
-    metrics and AMUN's "already misclassified" decision compare near-tied logits
-    and class probabilities, which bf16 (8 mantissa bits) rounds together.
+    Runs in `full_precision` (also inside a caller's autocast region): metrics and
+    AMUN's "already misclassified" decision compare near-tied logits and class
+    probabilities, which bf16 (8 mantissa bits) and TF32 (10) round together.
     """
     was_training = model.training
     model.eval()
     device = x.device
     out = []
-    for start in range(0, len(x), batch_size):
-        with torch.autocast(device.type, enabled=False):
+    with full_precision(device):
+        for start in range(0, len(x), batch_size):
             out.append(model(x[start : start + batch_size]).float())
     model.train(was_training)
     if not out:

@@ -8,6 +8,7 @@ on the device).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import Callable
 
@@ -65,13 +66,17 @@ class Splits:
     retain_idx: torch.Tensor
     forget_classes: tuple[int, ...] = ()
 
-    @property
+    # gathered once (the split is immutable), never pickled: a trial gathers where it runs
+    @functools.cached_property
     def forget(self) -> TensorSet:
         return self.train.subset(self.forget_idx)
 
-    @property
+    @functools.cached_property
     def retain(self) -> TensorSet:
         return self.train.subset(self.retain_idx)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("forget", "retain")}
 
     def to(self, device: torch.device | str) -> "Splits":
         return dataclasses.replace(

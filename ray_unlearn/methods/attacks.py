@@ -2,7 +2,8 @@
 
 For each sample, the nearest (on a doubling epsilon grid) input that the
 model misclassifies, labelled with the wrong class the model predicts.
-Eval mode, float32 (autocast off), no random start.
+Eval mode, exact float32 (`train.full_precision`: no autocast, no TF32, no cuDNN
+autotuning for the shrinking batch), no random start.
 
 Vanishing gradients (project choice, METHODS.md §4): where the float32 CE
 gradient at the iterate has ||g||_2 below VANISHING_GRAD_NORM (a saturated
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import TensorSet
-from ..train import predict_logits
+from ..train import full_precision, predict_logits
 
 # Below this, the float32 CE gradient of a saturated softmax carries no usable direction
 # (MNIST-1D random 10 %: 29 of 360 forget samples at x, 4 of them exactly 0).
@@ -88,7 +89,7 @@ def pgd_l2_nearest(
     """
     was_training = model.training
     model.eval()
-    with torch.autocast(x.device.type, enabled=False):
+    with full_precision(x.device):
         parts = [
             _attack_chunk(
                 model, x[i : i + chunk], y[i : i + chunk], epsilon, steps, max_doublings, input_range,
@@ -125,8 +126,9 @@ def _attack_chunk(model, x, y, eps0, steps, max_doublings, input_range, generato
             g_norm = _flat_norm(g)
             vanished = (g_norm.flatten() < VANISHING_GRAD_NORM) | ~torch.isfinite(g_norm.flatten())
             direction = g / g_norm.clamp_min(VANISHING_GRAD_NORM)
-            if bool(vanished.any()):
-                noise = torch.randn((int(vanished.sum()), *x.shape[1:]), generator=generator).to(x.device, x.dtype)
+            n_vanished = int(vanished.sum())  # the step's one sync beside `active`: the CPU draws need the count
+            if n_vanished:
+                noise = torch.randn((n_vanished, *x.shape[1:]), generator=generator).to(x.device, x.dtype)
                 direction[vanished] = noise / _flat_norm(noise)
                 random_steps[active[vanished]] += 1
             e = eps[active].view(shape)
@@ -139,11 +141,10 @@ def _attack_chunk(model, x, y, eps0, steps, max_doublings, input_range, generato
             cur[active] = xa
             with torch.no_grad():
                 p = model(xa).argmax(1)
-            flipped = p != y[active]
-            hit = active[flipped]
-            x_adv[hit] = xa[flipped]
-            y_adv[hit] = p[flipped]
-            done[hit] = True
+            flipped = p != y[active]  # selects, not boolean indexing: no sync to count the rows
+            x_adv[active] = torch.where(flipped.view(shape), xa.detach(), x_adv[active])
+            y_adv[active] = torch.where(flipped, p, y_adv[active])
+            done[active] = flipped  # active rows were not done
         alive = alive & ~done & (eps * 2 <= limit)
         if not bool(alive.any()) or _round == max_doublings:
             break

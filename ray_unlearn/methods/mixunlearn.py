@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train import autocast
+from ..train import autocast, device_generator, fp32_logits, plain_classifier
 from ..errors import MethodError
 from .base import Context, Method, UnlearnData
 from .params import MixUnlearnParams
@@ -123,55 +123,72 @@ class MixUnlearnState:
         self.block = MixBlock(channels).to(sample.device)
         self.opt_unlearner = torch.optim.Adam(self.unlearner.parameters(), lr=hp.lr)
         self.opt_block = torch.optim.Adam(self.block.parameters(), lr=hp.lr_gen)
+        # the EMA update as two multi-tensor kernels (and one copy), not one pair per tensor
+        self.ema_params, self.unlearner_params = list(self.ema.parameters()), list(self.unlearner.parameters())
+        self.ema_buffers, self.unlearner_buffers = list(self.ema.buffers()), list(self.unlearner.buffers())
 
     @torch.no_grad()
+    def original_outputs(self, x: torch.Tensor, logits: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frozen original's mix-layer features and (if asked) logits, from one forward pass where the
+        model is a plain Classifier (features -> trunk -> classifier), else from two."""
+        feat = self.original.mix_features(x)
+        if not logits:
+            return feat, None
+        if plain_classifier(self.original):
+            return feat, self.original.classifier(self.original.trunk(feat)).float()
+        return feat, self.original(x).float()
+
     def targets(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """one-hot(y) (label-aware) or Sharpen(p_original(x)) (label-agnostic: y is never read)."""
+        return self.targets_from(y, None if self.use_labels else self.original_outputs(x, logits=True)[1])
+
+    def targets_from(self, y: torch.Tensor | None, logits: torch.Tensor | None) -> torch.Tensor:
+        """`targets` from the original's logits already computed."""
         if self.use_labels:
             return F.one_hot(y, self.num_classes).float()
-        return sharpen(torch.softmax(self.original(x).float(), 1), self.hp.sharpen_temperature)
+        return sharpen(torch.softmax(logits, 1), self.hp.sharpen_temperature)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.original.mix_features(x)
 
-    def unlearner_step(self, x_f, x_r, t_f, t_r, feat_f, feat_r, lam: float) -> float:
+    def unlearner_step(self, x_f, x_r, t_f, t_r, feat_f, feat_r, lam: float) -> torch.Tensor:
         """Minimise L_mix(theta_U; tau_mix) + omega L_real(theta_U) with the mask detached; x_r, t_r, feat_r follow pi."""
         hp = self.hp
         with torch.no_grad():
             x_mix = mix_inputs(self.block(feat_f, feat_r, lam, tuple(x_f.shape[2:])), x_f, x_r)
         self.unlearner.train()
         with autocast(x_f.device):
-            logits = self.unlearner(torch.cat([x_mix, x_r, x_f]))
-        p_mix, p_r, p_f = torch.softmax(logits.float(), 1).split(len(x_f))
+            logits = fp32_logits(self.unlearner, torch.cat([x_mix, x_r, x_f]))
+        p_mix, p_r, p_f = torch.softmax(logits, 1).split(len(x_f))
         loss = mix_loss(p_mix, t_r, t_f, lam, hp.tau_mix) + hp.omega * real_loss(p_r, t_r, p_f, t_f, hp.tau_real)
         self.opt_unlearner.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_unlearner.step()
-        return loss.item()
+        return loss.detach()
 
     def generator_loss(self, x_f, x_r, t_f, t_r, feat_f, feat_r, lam: float) -> torch.Tensor:
         """L_gen = -L_mix(theta_EMA; tau_gen), differentiable in the MixBlock only."""
         x_mix = mix_inputs(self.block(feat_f, feat_r, lam, tuple(x_f.shape[2:])), x_f, x_r)
         with autocast(x_f.device):
-            logits = self.ema(x_mix)
-        return -mix_loss(torch.softmax(logits.float(), 1), t_r, t_f, lam, self.hp.tau_gen)
+            logits = fp32_logits(self.ema, x_mix)
+        return -mix_loss(torch.softmax(logits, 1), t_r, t_f, lam, self.hp.tau_gen)
 
-    def generator_step(self, x_f, x_r, t_f, t_r, feat_f, feat_r, lam: float) -> float:
+    def generator_step(self, x_f, x_r, t_f, t_r, feat_f, feat_r, lam: float) -> torch.Tensor:
         loss = self.generator_loss(x_f, x_r, t_f, t_r, feat_f, feat_r, lam)
         self.opt_block.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_block.step()
-        return loss.item()
+        return loss.detach()
 
     @torch.no_grad()
     def update_ema(self) -> None:
         """theta_EMA <- m theta_EMA + (1 - m) theta_U; BN buffers copied."""
         m = self.hp.ema_momentum
-        for pe, pu in zip(self.ema.parameters(), self.unlearner.parameters()):
-            pe.mul_(m).add_(pu.detach(), alpha=1.0 - m)
-        for be, bu in zip(self.ema.buffers(), self.unlearner.buffers()):
-            be.copy_(bu)
+        torch._foreach_mul_(self.ema_params, m)
+        torch._foreach_add_(self.ema_params, self.unlearner_params, alpha=1.0 - m)
+        if self.ema_buffers:  # a model without BatchNorm has none
+            torch._foreach_copy_(self.ema_buffers, self.unlearner_buffers)
 
 
 def _frozen(model: nn.Module) -> nn.Module:
@@ -205,23 +222,26 @@ class MixUnlearn(Method):
         size = min(hp.batch_size, len(forget), len(retain))
         state = MixUnlearnState(model, hp, data.num_classes, self.use_labels, forget.x)
         rng = np.random.RandomState(ctx.seed)  # lambda ~ Beta(alpha, alpha), one per batch
-        retain_stream = _cycle_indices(len(retain), size, ctx.generator, retain.x.device)
+        device = forget.x.device
+        gen = device_generator(ctx.generator, device)  # permutations drawn where the data is (on CPU: ctx.generator)
+        retain_stream = _cycle_indices(len(retain), size, gen, device)
         step = generator_steps = 0
         for epoch in range(1, hp.epochs + 1):
-            order = torch.randperm(len(forget), generator=ctx.generator).to(forget.x.device)
-            losses_u, losses_g = [], []
+            order = torch.randperm(len(forget), generator=gen, device=device)
+            losses_u, losses_g = [], []  # on the device: one sync per epoch
             for start in range(0, len(forget) - size + 1, size):  # drop the last partial batch
                 idx_f, idx_r = order[start : start + size], next(retain_stream)
-                perm = torch.randperm(size, generator=ctx.generator).to(forget.x.device)
+                perm = torch.randperm(size, generator=gen, device=device)
                 lam_u, lam_g = float(rng.beta(hp.alpha, hp.alpha)), float(rng.beta(hp.alpha, hp.alpha))
                 x_f, x_r = forget.x[idx_f], retain.x[idx_r]
                 y_f, y_r = (forget.y[idx_f], retain.y[idx_r]) if self.use_labels else (None, None)
-                if hp.pair_different_class:
-                    pf = y_f if self.use_labels else state.original(x_f).argmax(1)
-                    pr = y_r if self.use_labels else state.original(x_r).argmax(1)
-                    perm = _pair_different_class(pf, pr, perm)
-                t_f, t_r = state.targets(x_f, y_f), state.targets(x_r, y_r)
-                feat_f, feat_r = state.features(x_f), state.features(x_r)
+                feat_f, logits_f = state.original_outputs(x_f, logits=not self.use_labels)
+                feat_r, logits_r = state.original_outputs(x_r, logits=not self.use_labels)
+                if hp.pair_different_class:  # a per-sample loop: on host copies, not one sync per comparison
+                    pf = y_f if self.use_labels else logits_f.argmax(1)
+                    pr = y_r if self.use_labels else logits_r.argmax(1)
+                    perm = _pair_different_class(pf.cpu(), pr.cpu(), perm.cpu()).to(device)
+                t_f, t_r = state.targets_from(y_f, logits_f), state.targets_from(y_r, logits_r)
                 args = (x_f, x_r[perm], t_f, t_r[perm], feat_f, feat_r[perm])
                 losses_u.append(state.unlearner_step(*args, lam_u))
                 if step % hp.gen_interval == 0:
@@ -230,9 +250,9 @@ class MixUnlearn(Method):
                 state.update_ema()
                 step += 1
                 ctx.extras.update(unlearner_steps=float(step), generator_steps=float(generator_steps))
-            logs = {"loss": float(np.mean(losses_u))}
+            logs = {"loss": _mean(losses_u)}
             if losses_g:
-                logs["generator_loss"] = float(np.mean(losses_g))
+                logs["generator_loss"] = _mean(losses_g)
             if not math.isfinite(logs["loss"]):
                 raise FloatingPointError(f"loss became {logs['loss']}")
             if not ctx.report(epoch, model, **logs):
@@ -240,10 +260,17 @@ class MixUnlearn(Method):
         return model
 
 
+def _mean(losses: list[torch.Tensor]) -> float:
+    """Mean of per-step losses as float64, as a mean of their .item() values would be."""
+    if not losses:
+        return math.nan
+    return float(np.mean(torch.stack(losses).float().cpu().numpy().astype(np.float64)))
+
+
 def _cycle_indices(n: int, size: int, generator: torch.Generator, device: torch.device):
     """Endless batches of `size` indices into a set of `n`, reshuffled every pass, no partial batch."""
     while True:
-        order = torch.randperm(n, generator=generator).to(device)
+        order = torch.randperm(n, generator=generator, device=device)
         for start in range(0, n - size + 1, size):
             yield order[start : start + size]
 

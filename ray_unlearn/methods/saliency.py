@@ -41,6 +41,7 @@ class SaliencyMask:
             start += p.numel()
         self.params = params
         self.originals = [p.detach().clone() for p in params]
+        self.frozen = [m == 0 for m in self.masks]  # bool masks, built once: restoring is a select, no sync
 
     @property
     def density(self) -> float:
@@ -55,9 +56,8 @@ class SaliencyMask:
     def restore_frozen(self, optimizer: torch.optim.Optimizer) -> None:
         """Reset the m = 0 weights to the original and zero their momentum."""
         with torch.no_grad():
-            for p, m, p0 in zip(self.params, self.masks, self.originals):
-                frozen = m == 0
-                p[frozen] = p0[frozen]
+            for p, frozen, p0 in zip(self.params, self.frozen, self.originals):
+                torch.where(frozen, p0, p, out=p)
                 state = optimizer.state.get(p)
                 if state and "momentum_buffer" in state and state["momentum_buffer"] is not None:
-                    state["momentum_buffer"][frozen] = 0
+                    state["momentum_buffer"].masked_fill_(frozen, 0)
