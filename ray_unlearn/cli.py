@@ -27,8 +27,9 @@ EPILOG = {
   ray-unlearn prepare search_spaces/digits_amun.yaml
   ray-unlearn prepare my.yaml --set data.dataset=mnist --data-dir /data --set model.arch=mlp
 """,
-    "run": """One unlearning run with fixed hyperparameters (the file's `fixed:` plus method
-defaults; `search:` is ignored), no Ray. Prints metrics and logs one MLflow run.
+    "run": """One unlearning run with fixed hyperparameters, no Ray: the file's `fixed:` values, the
+`start:` value of each searched hyperparameter (its method default where it has none), the method
+defaults for the rest. Prints metrics and logs one MLflow run (kind run: `best` does not rank it).
 
 examples:
   ray-unlearn run search_spaces/digits_amun.yaml
@@ -43,6 +44,10 @@ examples:
   ray-unlearn tune search_spaces/digits_amun.yaml --recheck 3        # the 3 best re-run on tune.recheck.seeds
   ray-unlearn tune cifar.yaml --address auto --storage s3://bucket/sweeps --tracking-uri http://mlflow:5000
   ray-unlearn tune search_spaces/digits_amun.yaml --resume            # after an interruption
+  ray-unlearn tune search_spaces/digits_amun.yaml --resume --num-samples 32   # extend the newest sweep to 32 trials
+
+Ctrl-C, SIGTERM or SIGHUP stop the sweep: running trials end KILLED (status interrupted), the
+exit code is 130 / 143 / 129, and the command prints how to resume it; a second signal exits at once.
 """,
     "best": """Rank finished trials of an MLflow experiment (name, or a config file naming it).
 
@@ -118,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Ray Tune storage path or URI (default: ./ray_results); a path (e.g. NFS) also holds "
                                      "the reference cache, in <path>/cache, unless --cache-dir or $RAY_UNLEARN_CACHE says otherwise")
     p.add_argument("--name", help="sweep name (default: <experiment>-<time>; with --resume: the newest sweep)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (errored trials are retried)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep: its finished trials (in MLflow) are "
+                                                         "kept and never run again, the rest run; with --num-samples N "
+                                                         "above its count, extend it to N trials")
+    p.add_argument("--connect-timeout", type=float, metavar="SECONDS",
+                   help="how long --address may take to answer before the command gives up (default 30)")
     p.add_argument("--recheck", type=int, metavar="K", help="re-run the K best configurations on tune.recheck.seeds after the "
                                                             "sweep and rank by the mean score over all seeds "
                                                             "(sets tune.recheck.top; 0: off)")
@@ -162,13 +171,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    from . import commands
+    from . import commands, interrupt
 
+    interrupt.install()  # SIGINT, SIGTERM, SIGHUP: exit 128 + signal, the sweep stopped gracefully (interrupt.py)
     try:
         return getattr(commands, f"cmd_{args.command}")(args) or 0
     except UnlearnError as err:
         print(f"error: {printable(str(err))}", file=sys.stderr)
         return err.exit_code
+    except interrupt.Interrupted as stop:
+        print(f"interrupted ({stop})", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

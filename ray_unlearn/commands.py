@@ -55,11 +55,27 @@ def _store(args: argparse.Namespace):
 
 
 def _device(args: argparse.Namespace):
+    """--device (checked against what this machine has) and --threads; ConfigError rather than a traceback."""
     import torch
 
     from .train import pick_device
 
-    device = pick_device(args.device)
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError("--threads", f"must be >= 1, got {args.threads}", value=args.threads)
+    try:
+        device = pick_device(args.device)
+    except RuntimeError as err:
+        raise ConfigError("--device", f"{args.device!r} is not a torch device ({str(err).splitlines()[0][:120]}); "
+                                      "e.g. cpu, cuda, cuda:1", value=args.device) from None
+    if device.type == "cuda":
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index is not None and device.index >= found or not found:
+            have = f"{found} CUDA device(s)" if found else f"no CUDA device (torch {torch.__version__}, " \
+                                                            f"built {'with CUDA ' + torch.version.cuda if torch.version.cuda else 'for CPU only'})"
+            raise ConfigError("--device", f"{args.device} asked for, but this machine has {have}; use --device cpu",
+                              value=args.device)
+    elif device.type not in ("cpu", "mps"):
+        raise ConfigError("--device", f"{args.device!r}: use cpu or cuda[:N]", value=args.device)
     if device.type == "cpu":
         # the small nets here run faster on one thread, and two threads on a busy machine can be 100x slower
         torch.set_num_threads(args.threads or 1)
@@ -152,25 +168,39 @@ def _storage(args: argparse.Namespace) -> str:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     exp = load(args)  # before anything imports torch: a bad file is answered at once
+    from . import interrupt
     from .objective import describe
-    from .workflow import Sweep
+    from .workflow import Sweep, interrupted_header
 
     if args.num_samples is not None and args.num_samples < 1:
         raise ConfigError("--num-samples", f"must be >= 1, got {args.num_samples}")
-    sweep = Sweep(exp, tracking_uri=_tracking_uri(args, exp), storage=_storage(args), store=_store(args),
-                  device=_device(args), name=args.name, resume=args.resume)  # validates before any training
-    refs = sweep.prepare(progress=EpochBar())
-    print(table(_reference_rows(refs), ref_columns(exp)))
-    verb = "resuming" if args.resume else "starting"
-    print(f"{verb} sweep {sweep.name}: {args.num_samples or exp.tune.num_samples} trials of {exp.method.replace('|', ', ')}, "
-          f"{describe(exp.objective)}", file=sys.stderr)
+    if args.connect_timeout is not None and args.connect_timeout <= 0:
+        raise ConfigError("--connect-timeout", f"must be > 0 seconds, got {args.connect_timeout:g}", value=args.connect_timeout)
+    sweep = Sweep(exp, tracking_uri=_tracking_uri(args, exp), storage=_storage(args), store=_store(args), device=_device(args),
+                  name=args.name, resume=args.resume, num_samples=args.num_samples)  # validated and locked before any training
+    resume_hint = f"continue it with: ray-unlearn tune {args.config} --resume --name {sweep.name}"
     try:
-        outcome = sweep.run(address=args.address, num_samples=args.num_samples)
-    except BaseException:
-        print(f"sweep interrupted; continue it with: ray-unlearn tune {args.config} --resume --name {sweep.name}", file=sys.stderr)
+        refs = sweep.prepare(progress=EpochBar())
+        print(table(_reference_rows(refs), ref_columns(exp)))
+        verb = "resuming" if args.resume else "starting"
+        print(f"{verb} sweep {sweep.name}: {sweep.total} trials of {exp.method.replace('|', ', ')}, {describe(exp.objective)}",
+              file=sys.stderr)
+        outcome = sweep.run(address=args.address, connect_timeout=args.connect_timeout)
+        with interrupt.graceful():  # a signal now: the sweep is recorded first
+            summary = sweep.finish(outcome)
+    except interrupt.Interrupted:
+        if sweep.started:
+            print(f"sweep interrupted; {resume_hint}", file=sys.stderr)
         raise
-    summary = sweep.finish(outcome)
+    finally:
+        sweep._unlock()
     tracker = sweep.tracker
+    if outcome.interrupted:
+        print(f"\n{interrupted_header(outcome)} of {exp.experiment} (finished trials only):")
+        print(table(summary.rows[:10], summary.columns))
+        print(f"\nMLflow: sweep run {tracker.parent_id} in {tracker.uri} ended KILLED (status interrupted)")
+        print(f"sweep interrupted; {resume_hint}", file=sys.stderr)
+        return interrupt.exit_code()
     if summary.front:
         goals = ", ".join(f"{m} {d}" for m, d in summary.goals)
         print(f"\nPareto front ({goals}): {len(summary.front)} of {len(summary.rows)} trials")
@@ -186,6 +216,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(table(summary.per_method, summary.columns))
     if outcome.errors:
         print(f"{outcome.errors} trial(s) failed; see their MLflow runs (status FAILED)", file=sys.stderr)
+    if outcome.rechecked:
+        print(f"re-check: {len(outcome.rechecked)} configurations on seeds "
+              f"{', '.join(map(str, exp.tune.recheck.seeds))} in {outcome.recheck_seconds:.0f} s", file=sys.stderr)
     print(f"\nMLflow: experiment {exp.experiment!r} in {tracker.uri}, sweep run {tracker.parent_id}")
     if not tracker.uri.startswith("http"):
         print(f"look at it:  ray-unlearn ui --tracking-uri {tracker.uri}   then open")
@@ -193,6 +226,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if summary.compare_link:
         print(f"compare the best side by side: {summary.compare_link}")
     print(f"export best: ray-unlearn best {exp.experiment} --tracking-uri {tracker.uri} --export best.yaml")
+    if interrupt.requested():  # the signal came while the finished sweep was being recorded
+        return interrupt.exit_code()
     if args.audit:
         from .audit_command import audit_sweep, audited_runs
 
@@ -319,7 +354,11 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    """`mlflow ui` on the store, on a port that is free (never a link to another store's UI); any stop
+    signal stops the server it started."""
     import subprocess
+
+    from . import interrupt
 
     experiment = None
     uri = args.tracking_uri
@@ -329,13 +368,68 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from .tracking import Tracker, latest_sweep, resolve_uri
 
     uri = resolve_uri(uri)
-    url = f"http://{args.host}:{args.port}"
+    if not 0 < args.port < 65536:
+        raise ConfigError("--port", f"must be 1-65535, got {args.port}", value=args.port)
+    port = free_port(args.host, args.port)
+    if port != args.port:
+        print(f"port {args.port} on {args.host} is taken; using {port}", file=sys.stderr)
+    url = f"http://{args.host}:{port}"
     link = url
-    if experiment:  # the runs table of the newest sweep, best first (not MLflow 3's GenAI overview)
-        link = Tracker(uri, experiment).runs_url(url, latest_sweep(uri, experiment))
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
-    print(f"MLflow UI for {uri}\nopen: {link}\n(Ctrl-C to stop)", flush=True)
+    if experiment:  # the newest sweep's own view (not MLflow 3's GenAI overview)
+        link = Tracker(uri, experiment, create=False).runs_url(url, latest_sweep(uri, experiment))
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(port), "--workers", "1"]
+    server = subprocess.Popen(cmd, start_new_session=True)  # its own process group: stopped as one
     try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+        if not _answers(url, server):
+            raise TrackingError(f"the MLflow UI did not start on {url} (exit code {server.poll()}); see its output above")
+        print(f"MLflow UI for {uri}\nopen: {link}\n(Ctrl-C to stop)", flush=True)
+        return server.wait()
+    except interrupt.Interrupted as stop:
+        return stop.exit_code
+    finally:
+        _stop_group(server)
+
+
+def free_port(host: str, port: int, tries: int = 20) -> int:
+    """`port`, or the next free one after it (a port another server holds would show that server's store)."""
+    import socket
+
+    for candidate in range(port, min(port + tries, 65536)):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, candidate))
+                return candidate
+            except OSError:
+                continue
+    raise ConfigError("--port", f"ports {port}-{port + tries - 1} on {host} are all taken; give a free one with --port",
+                      value=port)
+
+
+def _answers(url: str, server: Any, seconds: float = 60.0) -> bool:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def _stop_group(server: Any) -> None:
+    import signal
+    import subprocess
+
+    if server.poll() is not None:
+        return
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=15)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()

@@ -70,3 +70,7 @@ class TrackingError(UnlearnError):
 
 class MethodError(UnlearnError):
     """An unlearning method was given inputs it cannot work with."""
+
+
+class ClusterError(UnlearnError):
+    """The Ray cluster named by --address cannot be reached."""

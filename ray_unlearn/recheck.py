@@ -162,8 +162,12 @@ def sequential_runner(store: Any, device: Any, progress: Callable[[str], None] |
     def run(exp: Experiment, jobs: Sequence[Job]) -> Iterator[tuple[Job, SeedResult]]:
         from .references import prepare
 
+        from . import interrupt
+
         refs: dict[int, Any] = {}
         for job in jobs:
+            if interrupt.requested():
+                return
             seeded = exp.reseeded(job.seed)
             if job.seed not in refs:
                 refs[job.seed] = prepare(seeded, store, device)[0]

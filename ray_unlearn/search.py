@@ -26,6 +26,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Tune snapshots the experiment every >= 10 s by default ("auto"); what finished after the last
 # snapshot is re-run by --resume. Snapshot often: the state of a sweep this size is small.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+# A stop signal is ours to handle (interrupt.py): the sweep stops the same way for SIGINT, SIGTERM and SIGHUP.
+os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
 # Tune's own per-result files (result.json, progress.csv, a TensorBoard event file) duplicate what
 # MLflow records and cost the driver ~1 s of CPU per 32 digits trials (bench/sweep.py trials; driver
 # CPU 9.8 s -> 8.6 s in one run), CPU the trials need on a small machine. Set it to 0 to get them back.
@@ -35,7 +37,9 @@ if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":  # the result grid t
 
 import optuna  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
+from . import interrupt
 from .config import Experiment
 from .errors import ConfigError
 from .objective import WORST_SCORE, targets
@@ -54,26 +58,94 @@ RAY_KEYS = {
 
 @dataclasses.dataclass
 class SweepOutcome:
-    rows: list[dict[str, Any]]  # one per trial, best first
+    rows: list[dict[str, Any]]  # one per finished trial, best first
     parent_run_id: str | None
     storage_dir: str
     errors: int
+    total: int = 0  # the trials the sweep is to run (finished or not)
+    interrupted: int | None = None  # the stop signal's number, if one stopped it
     rechecked: list[Any] = dataclasses.field(default_factory=list)  # recheck.Candidate, robust best first
     recheck_seconds: float = 0.0
 
 
-def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Connect to `address` (a cluster) or start a local instance."""
+CONNECT_TIMEOUT = 30.0  # seconds `--address` may take to answer (`--connect-timeout`)
+
+
+def ensure_ray(address: str | None, num_cpus: int | None = None, connect_timeout: float | None = None) -> None:
+    """Connect to `address` (a cluster; checked to answer within `connect_timeout` seconds first, since
+    `ray.init` retries a dead address for many minutes) or start a local instance."""
     import ray
 
     if ray.is_initialized():
         return
     if address:
+        wait_for_cluster(address, CONNECT_TIMEOUT if connect_timeout is None else connect_timeout)
         ray.init(address=address, log_to_driver=True)
     elif os.environ.get("RAY_ADDRESS"):  # a `ray job submit` driver: its job's cluster
         ray.init(log_to_driver=True)
     else:  # a new instance of our own, never a cluster someone started on this machine with `ray start`
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    interrupt.install()  # ray.init put its own SIGTERM handler in place of ours
+    _worker_logs_to_stderr()
+
+
+def _worker_logs_to_stderr() -> None:
+    """What Ray forwards from workers and raylets (a lost node's dump, a trial's prints) goes to stderr:
+    stdout holds the command's own tables, which scripts read. Ray's private hook; left as it is if it moved."""
+    try:
+        from ray._private import worker
+
+        dispatcher = worker.global_worker_stdstream_dispatcher
+        dispatcher.remove_handler("ray_print_logs")
+        dispatcher.add_handler("ray_print_logs", lambda data: worker.print_to_stdstream({**data, "is_err": True}, ignore_prefix=False))
+    except (ImportError, AttributeError, KeyError, TypeError) as err:
+        logger.debug("Ray's worker logs stay on their own streams: %s", err)
+
+
+def wait_for_cluster(address: str, timeout: float) -> None:
+    """Return once the Ray cluster at `address` accepts a connection; ClusterError after `timeout` seconds."""
+    import socket
+
+    from .errors import ClusterError
+
+    target = cluster_endpoint(address)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(target, timeout=max(0.5, min(5.0, deadline - time.monotonic()))):
+                return
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"--address {address}: no Ray cluster answers at {target[0]}:{target[1]} "
+                                   f"({err.strerror or err}) within {timeout:g} s; start one (`ray start --head`) or fix the "
+                                   "address (--connect-timeout sets the wait)") from None
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def cluster_endpoint(address: str) -> tuple[str, int]:
+    """(host, port) of the GCS (or Ray client server) `address` names; `auto` is the cluster `ray start` made here."""
+    from .errors import ClusterError
+
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or _current_cluster()
+        if not address:
+            raise ClusterError("--address auto: no Ray cluster was started on this machine (`ray start --head`) and "
+                               "RAY_ADDRESS is not set")
+    bare = address.split("://", 1)[-1]
+    host, _, port = bare.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address {address}: expected host:port (e.g. 10.0.0.5:6379), ray://host:port or auto")
+    return host, int(port)
+
+
+def _current_cluster() -> str | None:
+    import tempfile
+
+    path = Path(os.environ.get("RAY_TMPDIR", tempfile.gettempdir())) / "ray" / "ray_current_cluster"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def default_concurrency(exp: Experiment) -> int:
@@ -146,10 +218,10 @@ def _trainable(config: dict, *, exp: Experiment, refs: Any, cache_root: str) -> 
 class _ProgressCallback(tune.Callback):
     """One line per finished trial instead of Ray's per-trial tables."""
 
-    def __init__(self, exp: Experiment, total: int):
+    def __init__(self, exp: Experiment, total: int, done: int = 0, best: float = -math.inf):
         self.exp, self.total = exp, total
-        self.done = 0
-        self.best = -math.inf
+        self.done = done
+        self.best = best
 
     def _line(self, trial: Any, status: str, result: dict) -> None:
         self.done += 1
@@ -166,6 +238,8 @@ class _ProgressCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
+        if interrupt.requested() and not last.get("final"):
+            return  # stopped by the signal: reported as interrupted, not as a result
         self._line(trial, str(last.get("status", "stopped")), last)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -184,7 +258,7 @@ class _TrackingCallback(tune.Callback):
         self.tracker = tracker
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from .tracking import DATASET, HYPERPARAMS, METHOD, SEED
+        from .tracking import DATASET, HYPERPARAMS, METHOD, SEED, TRIAL_CONFIG
 
         method, _ = self.exp.resolve(trial.config)
         hp = dataclasses.asdict(self.exp.method_params(trial.config))
@@ -198,6 +272,7 @@ class _TrackingCallback(tune.Callback):
                 HYPERPARAMS: json.dumps(hp, sort_keys=True),
                 SEED: self.exp.tune.seed,
                 "ray_unlearn.searched": ",".join(sorted(self.exp.spec(method).search)),
+                TRIAL_CONFIG: json.dumps(trial.config, sort_keys=True),  # what a resumed sweep tells Optuna
             },
         )
 
@@ -207,6 +282,8 @@ class _TrackingCallback(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
+        if interrupt.requested() and not last.get("final"):
+            return  # the sweep ends it as interrupted
         tags = {f"ray_unlearn.{k}": last[k] for k in INFO_KEYS[2:] if k in last}
         if trial.checkpoint is not None and last.get("final"):
             try:
@@ -314,21 +391,88 @@ def make_sampler(kind: str, seed: int, objectives: int) -> optuna.samplers.BaseS
     return PicklableTPESampler(seed=seed)
 
 
-def build_searcher(exp: Experiment) -> Any:
-    from ray.tune.search.optuna import OptunaSearch
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """A trial the sweep already has (read back from MLflow on resume): told to Optuna, never run again."""
 
+    config: dict[str, Any]
+    values: tuple[float, ...] | None  # the searcher's targets, or None when the trial failed
+
+
+class SweepSearch(OptunaSearch):
+    """OptunaSearch that also learns trials without running them and results that arrive late.
+
+    `add_finished` adds a finished trial to the study (a resumed sweep's, from MLflow), for
+    define-by-run spaces too (several methods); `on_trial_complete` tells Optuna the result of a
+    trial Tune first reported as failed and then retried (a node lost mid-trial), which plain
+    OptunaSearch drops with a warning.
+    """
+
+    def __init__(self, *args: Any, distributions: dict[str, Any], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._distributions = distributions
+
+    def add_finished(self, config: dict[str, Any], values: Sequence[float] | None) -> None:
+        params = {k: v for k, v in config.items() if k in self._distributions}
+        dists = {k: self._distributions[k] for k in params}
+        if values is None:
+            trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params, distributions=dists)
+        elif isinstance(self.metric, list):
+            trial = optuna.trial.create_trial(params=params, distributions=dists, values=list(values))
+        else:
+            trial = optuna.trial.create_trial(params=params, distributions=dists, value=values[0])
+        self._ot_study.add_trial(trial)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials:  # a retried trial: its first attempt was told as failed
+            ot_trial = self._ot_trials.get(trial_id)
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            if result and not error and ot_trial is not None and all(m in result for m in metrics):
+                self.add_finished(dict(ot_trial.params), [float(result[m]) for m in metrics])
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def distributions(exp: Experiment) -> dict[str, Any]:
+    """Every Optuna parameter a trial config of `exp` may hold, with its distribution."""
+    if not exp.multi:
+        return {name: dim.to_optuna() for name, dim in exp.search.items()}
+    out: dict[str, Any] = {"method": optuna.distributions.CategoricalDistribution([m.name for m in exp.methods])}
+    for m in exp.methods:
+        out.update({f"{m.name}.{key}": dim.to_optuna() for key, dim in m.search.items()})
+    return out
+
+
+def build_searcher(exp: Experiment, finished: Sequence[Finished] = (), rerun: Sequence[dict[str, Any]] = ()) -> Any:
+    """The sweep's searcher: Optuna over `search:`, the `start:` points first. A resumed sweep passes the
+    trials it has (`finished`: learnt, not run) and those an interruption cut short (`rerun`: run first)."""
     if not exp.searched():
         raise ConfigError("search", "is empty: nothing to tune; add hyperparameters to search, or use `ray-unlearn run`")
     goals = targets(exp.objective)
-    sampler = make_sampler(exp.tune.sampler, exp.tune.seed, len(goals))
+    # a resumed sweep's sampler starts on another seed: the same seed would propose its first trials again
+    sampler = make_sampler(exp.tune.sampler, exp.tune.seed + len(finished), len(goals))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric = [m for m, _ in goals] if len(goals) > 1 else goals[0][0]
     mode = [d for _, d in goals] if len(goals) > 1 else goals[0][1]
-    if exp.multi:
-        space: Any = MethodChoiceSpace(exp)
-    else:
-        space = {name: dim.to_optuna() for name, dim in exp.search.items()}
-    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, points_to_evaluate=exp.warm_start() or None)
+    dists = distributions(exp)
+    space: Any = MethodChoiceSpace(exp) if exp.multi else dict(dists)
+    seen = [f.config for f in finished]
+    points = [dict(c) for c in rerun] + [p for p in exp.warm_start() if p not in seen and p not in rerun]
+    searcher = SweepSearch(space=space, metric=metric, mode=mode, sampler=sampler, points_to_evaluate=points or None,
+                           distributions=dists)
+    for f in finished:
+        searcher.add_finished(f.config, f.values)
+    return searcher
+
+
+class InterruptStopper(tune.Stopper):
+    """Stops every trial once a stop signal arrived (interrupt.py); Tune then ends the run gracefully."""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return interrupt.requested()
 
 
 class MethodChoiceSpace:
@@ -367,30 +511,40 @@ def run_sweep(
     storage_path: str,
     name: str,
     cache_root: str,
-    num_samples: int | None = None,
+    total: int | None = None,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
     verbose: int = 0,
 ) -> SweepOutcome:
-    """Run (or, with `resume`, continue) the sweep on the Ray instance `ensure_ray` connected to."""
-    trainable = tune.with_parameters(_trainable, exp=exp, refs=refs, cache_root=cache_root)
-    resources = {"cpu": exp.tune.resources.cpu, "gpu": exp.tune.resources.gpu}
-    trainable = tune.with_resources(trainable, resources)
-    total = num_samples or exp.tune.num_samples
+    """Run the sweep's trials on the Ray instance `ensure_ray` connected to, until `total` have finished.
+
+    MLflow is the record of truth: a resumed sweep (`resume`) reads its finished trials back from their
+    child runs (told to Optuna, never run again, even where Ray's snapshot missed them) and runs first
+    the trials an interruption cut short (their unfinished child runs are deleted, so no step is logged
+    twice). A stop signal (interrupt.py) ends the run gracefully: `interrupted` is set, and trials it cut
+    short end KILLED with status `interrupted`.
+    """
+    total = total or exp.tune.num_samples
     path = sweep_path(storage_path, name)
-    if resume:
-        TrialNamer.continue_from(name, tracker.next_ordinal())
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-        logger.info("resuming sweep %s from %s", name, path)
-    else:
+    finished, rerun = resumed_trials(exp, tracker) if resume else ([], [])
+    rows, errors = list(finished), 0
+    remaining = total - len(finished)
+    if remaining > 0 and not interrupt.requested():
+        trainable = tune.with_parameters(_trainable, exp=exp, refs=refs, cache_root=cache_root)
+        resources = {"cpu": exp.tune.resources.cpu, "gpu": exp.tune.resources.gpu}
+        trainable = tune.with_resources(trainable, resources)
         concurrency = exp.tune.max_concurrent or default_concurrency(exp)
+        goals = targets(exp.objective)
+        learnt = [Finished(r["config"], None if r["status"] == "failed" else tuple(float(r[m]) for m, _ in goals)) for r in finished]
+        TrialNamer.continue_from(name, tracker.next_ordinal() if resume else 0)
         namer = TrialNamer(exp, name)
+        best = max((r["score"] for r in finished if r["status"] in ("ok", "stopped")), default=-math.inf)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=build_searcher(exp),
+                search_alg=build_searcher(exp, learnt, [r["config"] for r in rerun]),
                 scheduler=build_scheduler(exp),
-                num_samples=total,
+                num_samples=remaining,
                 max_concurrent_trials=concurrency,
                 reuse_actors=True,
                 trial_name_creator=namer,
@@ -399,31 +553,45 @@ def run_sweep(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage_path,
-                callbacks=[_TrackingCallback(exp, tracker), _ProgressCallback(exp, total), *callbacks],
+                stop=InterruptStopper(),
+                callbacks=[_TrackingCallback(exp, tracker), _ProgressCallback(exp, total, len(finished), best), *callbacks],
                 failure_config=tune.FailureConfig(max_failures=exp.tune.max_failures),
                 verbose=verbose,
                 progress_reporter=None,
             ),
         )
-        logger.info("sweep %s: %d trials, %d at a time, %s per trial", name, total, concurrency, resources)
-    with warnings.catch_warnings():  # a resumed trial re-reports epochs Optuna has seen
-        warnings.filterwarnings("ignore", message=".*is already reported.*")
-        grid = tuner.fit()
-    rows = collect_rows(exp, grid)
-    tracker.drop_orphans({r["run_name"] for r in rows})
-    return SweepOutcome(rows=rows, parent_run_id=tracker.parent_id, storage_dir=path, errors=grid.num_errors)
+        logger.info("sweep %s: %d trials (%d to run), %d at a time, %s per trial", name, total, remaining, concurrency, resources)
+        with interrupt.graceful():
+            grid = tuner.fit()
+        new = collect_rows(exp, grid)
+        if interrupt.requested():  # what the signal cut short is not a result
+            new = [r for r in new if r.get("final") or r["status"] == "failed"]
+        rows += new
+        errors = sum(r["status"] == "failed" for r in new)
+    tracker.end_open_trials(interrupted=interrupt.requested())
+    tracker.drop_duplicates()
+    rows.sort(key=lambda r: (r["status"] in ("ok", "stopped"), r["score"]), reverse=True)
+    return SweepOutcome(rows=rows, parent_run_id=tracker.parent_id, storage_dir=path, errors=errors, total=total,
+                        interrupted=interrupt.signum())
+
+
+def resumed_trials(exp: Experiment, tracker: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows of the sweep's finished trials, rows of the trials to run again), read from MLflow; the
+    unfinished child runs of the latter are deleted."""
+    finished, rerun = [], []
+    for run in tracker.trial_records():
+        config = run["config"] if run["config"] is not None else exp.config_for(run["method"], run["sampled"])
+        method, sampled = exp.resolve(config)
+        row = {**run["metrics"], **run["info"], "trial_id": run["trial_id"], "run_name": run["run_name"], "method": method,
+               "status": run["status"], "hyperparameters": sampled, "config": config, "final": 1}
+        row["score"] = float(run["metrics"].get("score", WORST_SCORE)) if run["status"] != "failed" else WORST_SCORE
+        (finished if run["finished"] else rerun).append(row)
+    tracker.drop_trials([r["trial_id"] for r in rerun], why="an interruption cut its trial short; the trial runs again")
+    return finished, rerun
 
 
 def sweep_path(storage_path: str, name: str) -> str:
     return f"{storage_path.rstrip('/')}/{name}" if "://" in storage_path else str(Path(storage_path) / name)
-
-
-def latest_sweep_name(storage_path: str, prefix: str) -> str | None:
-    """The newest resumable sweep `<prefix>-<time>` under a local storage path."""
-    if "://" in storage_path:
-        return None
-    found = sorted(p.name for p in Path(storage_path).glob(f"{prefix}-*") if (p / "tuner.pkl").exists())
-    return found[-1] if found else None
 
 
 def collect_rows(exp: Experiment, grid: Any) -> list[dict[str, Any]]:
@@ -444,6 +612,8 @@ def collect_rows(exp: Experiment, grid: Any) -> list[dict[str, Any]]:
             status=status,
             score=float(metrics.get("score", WORST_SCORE)) if status != "failed" else WORST_SCORE,
             hyperparameters=sampled,
+            config=dict(result.config or {}),
+            final=metrics.get("final", 0),
         )
         rows.append(row)
     rows.sort(key=lambda r: (r["status"] in ("ok", "stopped"), r["score"]), reverse=True)
@@ -489,8 +659,8 @@ def recheck_runner(cache_root: str) -> Any:
         job_task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=exp.tune.max_failures)(_recheck_job)
         pending = {job_task.remote(exp.reseeded(j.seed), references[j.seed], dict(j.config), cache_root): j for j in jobs}
         try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
+            while pending and not interrupt.requested():
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in ready:
                     job = pending.pop(ref)
                     try:

@@ -11,6 +11,7 @@ to the parent.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,7 +26,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import quote
 
 from .errors import TrackingError
@@ -40,6 +41,10 @@ DATASET = "ray_unlearn.dataset"
 HYPERPARAMS = "ray_unlearn.hyperparameters"  # JSON, exact types, for `best --export`
 SEED = "ray_unlearn.seed"
 SWEEP = "ray_unlearn.sweep"  # the Ray Tune experiment name, to find the parent again on --resume
+NUM_SAMPLES = "ray_unlearn.num_samples"  # the trials the sweep is to run (a resumed sweep may extend it)
+TRIAL_CONFIG = "ray_unlearn.trial_config"  # JSON: the trial's config as the searcher proposed it
+INTERRUPTED = "interrupted"  # the status of a trial, and of a sweep, that a stop signal cut short
+FINISHED_TRIALS = "trials_finished"
 CREATED_BY = "ray_unlearn.created_by"  # a nonce per parent-run creation: its re-sent copies carry it too
 BEST = "best"
 # the re-check rung: per seed, a status tag and `recheck_<metric>_s<seed>` metrics on the candidate's child run
@@ -69,6 +74,68 @@ def resolve_uri(uri: str | None) -> str:
     if "://" not in uri:  # a bare path: a SQLite file
         return f"sqlite:///{Path(uri).expanduser().resolve()}"
     return uri
+
+
+SERVER_CHECK_SECONDS = 10.0  # how long an http(s) tracking server may take to answer /health before we give up
+STORE_CREATION_TRIES = 6
+
+
+def check_reachable(uri: str, create: bool) -> None:
+    """Fail in seconds, before anything is trained, on a tracking server that does not answer (MLflow's
+    own client retries for minutes), or, for a reader (`create=False`), a SQLite store that does not exist
+    (which MLflow would create)."""
+    import urllib.error
+    import urllib.request
+
+    if uri.startswith("sqlite:///") and not create:
+        path = Path(uri[len("sqlite:///"):])
+        if not path.exists():
+            raise TrackingError(f"no MLflow store at {path} (nothing was tracked there yet); give --tracking-uri")
+    if not uri.startswith(("http://", "https://")):
+        return
+    deadline = time.monotonic() + SERVER_CHECK_SECONDS
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=max(0.5, min(5.0, deadline - time.monotonic()))).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (a proxy without /health, a 401 before credentials): MLflow's client takes it from here
+        except (OSError, ValueError) as err:
+            if time.monotonic() >= deadline:
+                reason = getattr(err, "reason", err)
+                raise TrackingError(f"the MLflow tracking server {uri} does not answer ({reason}) within "
+                                    f"{SERVER_CHECK_SECONDS:g} s; start it, or fix --tracking-uri") from None
+            time.sleep(0.5)
+
+
+def _creation_race(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}"
+    return "already exists" in text or "CircularDependencyError" in text or "database is locked" in text
+
+
+@contextlib.contextmanager
+def _store_creation_lock(uri: str) -> Iterator[None]:
+    """Serialise the first use of a SQLite store between processes of this machine: two sweeps started
+    at once in a fresh directory would both create its tables (`table ... already exists`)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    import hashlib
+
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"ray_unlearn-store-{digest}.lock"  # beside no user file
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # an unwritable directory: the store's own error says it better
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # MLflow error codes of a server that is down, restarting, overloaded or briefly locked: worth retrying.
@@ -137,7 +204,9 @@ class Tracker:
         self.uri = resolve_uri(uri)
         self.experiment_name = experiment
         self._client = None
-        self.experiment_id = self._experiment_id(create=create)
+        check_reachable(self.uri, create=create)
+        with _store_creation_lock(self.uri):
+            self.experiment_id = self._experiment_id(create=create)
 
     @property
     def client(self):
@@ -152,6 +221,23 @@ class Tracker:
         return state
 
     def _experiment_id(self, create: bool) -> str:
+        for attempt in range(STORE_CREATION_TRIES):
+            try:
+                return self._find_or_create(create)
+            except TrackingError:
+                raise
+            except Exception as err:  # noqa: BLE001 - sorted out below
+                # another process creating the same fresh SQLite store's tables ("already exists",
+                # SQLAlchemy's CircularDependencyError): it finishes within moments, then it just works
+                if attempt + 1 < STORE_CREATION_TRIES and _creation_race(err):
+                    self._client = None
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                raise TrackingError(f"cannot use the MLflow store {self.uri}: {type(err).__name__}: "
+                                    f"{str(err).splitlines()[0][:300]}") from None
+        raise AssertionError("unreachable")
+
+    def _find_or_create(self, create: bool) -> str:
         try:
             found = self.client.get_experiment_by_name(self.experiment_name)
             if found is not None:
@@ -161,10 +247,12 @@ class Tracker:
             if not create:
                 raise TrackingError(f"no MLflow experiment named {self.experiment_name!r} in {self.uri}")
             return self.client.create_experiment(self.experiment_name)
-        except TrackingError:
+        except Exception as err:
+            if create and type(err).__name__ == "MlflowException" and "already exists" in str(err):
+                found = self.client.get_experiment_by_name(self.experiment_name)  # another sweep created it just now
+                if found is not None:
+                    return found.experiment_id
             raise
-        except Exception as err:  # connection refused, bad URI, database errors
-            raise TrackingError(f"cannot use the MLflow store {self.uri}: {type(err).__name__}: {str(err).splitlines()[0][:300]}") from None
 
     def start_run(self, name: str, tags: Mapping[str, Any], parent_id: str | None = None) -> str:
         all_tags = dict(tags)
@@ -294,6 +382,8 @@ class SweepTracker(Tracker):
         self.pending: dict[str, list] = {}
         self.flushed: dict[str, float] = {}
         self.creating: set[str] = set()  # trials whose child run an interrupted write may have created
+        self.open: set[str] = set()  # trials started and not yet ended (driver side)
+        self.logged_step: dict[str, int] = {}  # the last per-epoch step written per trial
         self._writer: BackgroundWriter | None = None
 
     @property
@@ -307,12 +397,6 @@ class SweepTracker(Tracker):
         state["_writer"] = None  # a thread does not pickle; a restored tracker starts its own
         return state
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("creating", set())  # pickled by an older version
-        self.children = {}  # re-read from MLflow: the pickled map is as old as the sweep's start
-        if self.parent_id:
-            self.children.update(self._existing_children())
 
     def drain(self) -> None:
         if self._writer is not None:
@@ -356,8 +440,73 @@ class SweepTracker(Tracker):
             raise TrackingError(f"no MLflow parent run for sweep {name!r} in experiment {self.experiment_name!r} ({self.uri})")
         self.parent_id = runs[0].info.run_id
         self.client.update_run(self.parent_id, status="RUNNING")
+        self.client.set_tag(self.parent_id, STATUS, "running")
         self.children = self._existing_children()
         return self.parent_id
+
+    def parent_tag(self, key: str) -> str | None:
+        return self.client.get_run(self.parent_id).data.tags.get(key)
+
+    def set_parent_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.parent_id, key, value)
+
+    def sweep_exists(self, name: str) -> bool:
+        return bool(self.client.search_runs([self.experiment_id], filter_string=f"tags.{KIND} = 'sweep' and tags.`{SWEEP}` = '{name}'",
+                                            max_results=1))
+
+    def latest_sweep_name(self) -> str | None:
+        """The Ray Tune name of this experiment's newest sweep (what `--resume` continues without --name)."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{KIND} = 'sweep'",
+                                       order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0].data.tags.get(SWEEP) if runs else None
+
+    def num_samples(self) -> int | None:
+        """The trial count the sweep was started (or last extended) with."""
+        value = self.client.get_run(self.parent_id).data.tags.get(NUM_SAMPLES)
+        return int(value) if value and value.isdigit() else None
+
+    def set_num_samples(self, total: int) -> None:
+        self.writer.call(self.client.set_tag, self.parent_id, NUM_SAMPLES, str(total))
+
+    def trial_records(self) -> list[dict[str, Any]]:
+        """Every child run of the sweep as the resumed sweep needs it: trial id, name, status, metrics, the
+        trial config (or, for runs written before it was recorded, method and sampled values), and
+        whether it finished (ended FINISHED or FAILED, not cut short by an interruption)."""
+        self.drain()
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
+        out = []
+        for trial_id, group in _by_trial(runs).items():
+            run = _pick(group)
+            tags = run.data.tags
+            status = tags.get(STATUS, "running")
+            hp = json.loads(tags.get(HYPERPARAMS, "{}"))
+            searched = [k for k in tags.get("ray_unlearn.searched", "").split(",") if k]
+            out.append({
+                "trial_id": trial_id, "run_name": run.info.run_name, "status": status, "metrics": dict(run.data.metrics),
+                "config": json.loads(tags[TRIAL_CONFIG]) if TRIAL_CONFIG in tags else None,
+                "method": tags.get(METHOD), "sampled": {k: hp[k] for k in searched if k in hp},
+                "info": {k[len("ray_unlearn."):]: _number(v) for k, v in tags.items() if k in _INFO_TAGS},
+                "finished": run.info.status in ("FINISHED", "FAILED") and status not in ("running", INTERRUPTED),
+            })
+        return out
+
+    def drop_trials(self, trial_ids: Iterable[str], why: str) -> None:
+        """Delete (restorably, MLflow's soft delete) the child runs of `trial_ids`."""
+        for trial_id in trial_ids:
+            run_id = self.children.pop(trial_id, None)
+            if run_id is not None:
+                self.writer.call(self.client.delete_run, run_id)
+                logger.info("deleted child run %s of trial %s: %s", run_id, trial_id, why)
+
+    def end_open_trials(self, interrupted: bool) -> None:
+        """End the child runs of trials Tune started but never reported as ended: KILLED with status
+        `interrupted` after a stop signal, else FINISHED as `stopped` (a scheduler stopped them)."""
+        for trial_id in sorted(self.open):
+            if interrupted:
+                self.end_trial(trial_id, metrics={}, status=INTERRUPTED, killed=True)
+            else:
+                self.end_trial(trial_id, metrics={}, status="stopped")
+        self.drain()
 
     def next_ordinal(self) -> int:
         """1 + the highest `<method>-<n>` ordinal among this sweep's child runs (0 if none)."""
@@ -365,27 +514,18 @@ class SweepTracker(Tracker):
         ordinals = [int(r.info.run_name.rsplit("-", 1)[-1]) for r in runs if r.info.run_name and r.info.run_name.rsplit("-", 1)[-1].isdigit()]
         return max(ordinals, default=-1) + 1
 
-    def drop_orphans(self, known_names: set[str]) -> list[str]:
-        """Delete child runs of trials the sweep no longer knows, so MLflow holds one child per trial.
+    def drop_duplicates(self) -> list[str]:
+        """Delete the second child run of a trial, so MLflow holds one child per trial (soft delete, restorable).
 
-        Only an interrupted sweep has such runs: trials created or finished after Tune's last
-        experiment snapshot are forgotten by `--resume` (and re-sampled), while their MLflow runs
-        were already written (RUNNING, or FINISHED). They are soft-deleted (restorable in MLflow).
+        A create request whose response was lost and that MLflow's HTTP client re-sent leaves a
+        second, empty run for the same trial; the run written to is kept.
         """
-        return self.writer.call(self._drop_orphans, known_names)  # after the queued writes, retried like them
+        return self.writer.call(self._drop_duplicates)  # after the queued writes, retried like them
 
-    def _drop_orphans(self, known_names: set[str]) -> list[str]:
+    def _drop_duplicates(self) -> list[str]:
         dropped = []
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
-        for run in runs:
-            if run.info.run_name not in known_names:
-                self.client.delete_run(run.info.run_id)
-                dropped.append(run.info.run_id)
-                logger.warning("deleted child run %s (%s, %s): its trial was lost when the sweep was interrupted",
-                               run.info.run_id, run.info.run_name, run.info.status)
-        # A create request whose response was lost and that the HTTP client re-sent leaves a second,
-        # empty run for the same trial: keep the one written to.
-        for trial_id, group in _by_trial([r for r in runs if r.info.run_name in known_names]).items():
+        for trial_id, group in _by_trial(runs).items():
             keep = _pick(group)
             self.children[trial_id] = keep.info.run_id
             for run in group:
@@ -403,6 +543,7 @@ class SweepTracker(Tracker):
         return {trial_id: _pick(group).info.run_id for trial_id, group in _by_trial(runs).items()}
 
     def start_trial(self, trial_id: str, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
+        self.open.add(trial_id)
         self.writer.submit(self._start_trial, trial_id, name, params=dict(params), tags=dict(tags))
 
     def log_epoch(self, trial_id: str, step: int, metrics: Mapping[str, Any]) -> None:
@@ -420,6 +561,7 @@ class SweepTracker(Tracker):
         self.writer.submit(upload)
 
     def end_trial(self, trial_id: str, **kwargs: Any) -> None:
+        self.open.discard(trial_id)
         self.writer.submit(self._end_trial, trial_id, **kwargs)
 
     def _start_trial(self, trial_id: str, name: str, *, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
@@ -447,6 +589,9 @@ class SweepTracker(Tracker):
         run_id = self.children.get(trial_id)
         if run_id is None:
             return
+        if step <= self.logged_step.get(trial_id, 0):
+            return  # a retried attempt repeats the epochs of the first (same config, same seed): written once
+        self.logged_step[trial_id] = step
         self.steps[trial_id] = max(step, self.steps.get(trial_id, 0))
         pending = self.pending.setdefault(trial_id, [])
         pending.extend(_metrics_batch(metrics, step))  # buffering cannot fail: a retry never doubles a point
@@ -468,7 +613,7 @@ class SweepTracker(Tracker):
             self.client.log_artifacts(run_id, folder, artifact_path)
 
     def _end_trial(self, trial_id: str, *, metrics: Mapping[str, Any], status: str, message: str = "",
-                   failed: bool = False, tags: Mapping[str, Any] | None = None) -> None:
+                   failed: bool = False, killed: bool = False, tags: Mapping[str, Any] | None = None) -> None:
         run_id = self.children.get(trial_id)
         if run_id is None:
             return
@@ -477,7 +622,7 @@ class SweepTracker(Tracker):
             tags["ray_unlearn.message"] = message[:5000]
         self.flush(trial_id)
         self.log(run_id, metrics=metrics, tags=tags, step=self.steps.get(trial_id, 0))
-        self.end_run(run_id, "FAILED" if failed else "FINISHED")
+        self.end_run(run_id, "FAILED" if failed else "KILLED" if killed else "FINISHED")
 
     def recheck_results(self, trial_ids: Iterable[str]) -> dict[tuple[str, int], dict[str, Any]]:
         """(trial id, seed) -> {status, metrics, message} of every re-check run already recorded (a resumed sweep's)."""
@@ -510,34 +655,41 @@ class SweepTracker(Tracker):
             self.log_text(run_id, table, "recheck/seeds.csv")
 
     def finish(self, ranked: list[dict[str, Any]], *, note: str, files: Mapping[str, str], images: list | None = None,
-               status: str = "FINISHED") -> None:
-        """Tag the best child, copy its score to the parent, attach the ranked table, close the parent."""
+               interrupted: bool = False) -> None:
+        """Tag the best child, copy its score to the parent, attach the ranked table, close the parent.
+
+        An interrupted sweep tags no best and ends KILLED with status `interrupted` and its finished count."""
         assert self.parent_id is not None
-        self.writer.call(self._finish, ranked, note=note, files=files, images=images, status=status)
+        self.writer.call(self._finish, ranked, note=note, files=files, images=images, interrupted=interrupted)
 
     def _finish(self, ranked: list[dict[str, Any]], *, note: str, files: Mapping[str, str], images: list | None,
-                status: str) -> None:
-        # a resumed sweep's child runs were written by the tracker Tune restored with its callbacks, not by this one
+                interrupted: bool) -> None:
         self.children.update(self._existing_children())
         for run in self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}' and tags.{BEST} = 'true'"
         ):
             self.client.set_tag(run.info.run_id, BEST, "false")
-        metrics = {}
+        metrics: dict[str, Any] = {FINISHED_TRIALS: len(ranked)}
+        if interrupted:
+            self.log(self.parent_id, metrics=metrics, tags={NOTE: note, STATUS: INTERRUPTED})
+            for path, text in files.items():
+                self.log_text(self.parent_id, text, path)
+            self.end_run(self.parent_id, "KILLED")
+            return
         if ranked:
             best = ranked[0]
             best_run = self.children.get(best["trial_id"])
             if best_run:
                 self.client.set_tag(best_run, BEST, "true")
-            metrics = {"score": best["score"], "best_score": best["score"], "trials": len(ranked)}
+            metrics.update({"score": best["score"], "best_score": best["score"], "trials": len(ranked)})
             if ROBUST_SCORE in best:
                 metrics[ROBUST_SCORE] = best[ROBUST_SCORE]
-        self.log(self.parent_id, metrics=metrics, tags={NOTE: note})
+        self.log(self.parent_id, metrics=metrics, tags={NOTE: note, STATUS: "finished"})
         for path, text in files.items():
             self.log_text(self.parent_id, text, path)
         for image in images or []:
             self.client.log_artifact(self.parent_id, str(image), "plots")
-        self.end_run(self.parent_id, status)
+        self.end_run(self.parent_id, "FINISHED")
 
 
 def ui_base(uri: str) -> str:
@@ -564,6 +716,16 @@ def _recheck_seeds(run: Any) -> dict[int, dict[str, Any]]:
                        if k.startswith("recheck_") and k.endswith(suffix)}
             found[seed] = {"status": status, "metrics": metrics, "message": run.data.tags.get(f"{RECHECK_MESSAGE}{seed}", "")}
     return found
+
+
+_INFO_TAGS = {f"ray_unlearn.{k}" for k in ("device", "cuda_visible_devices", "node_id", "trial_started", "trial_finished")}
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _by_trial(runs: Iterable[Any]) -> dict[str, list]:
@@ -601,9 +763,10 @@ def latest_sweep(uri: str | None, experiment: str) -> str | None:
 
 def ranked_runs(uri: str | None, experiment: str, *, top: int = 10, metric: str = "score", ascending: bool = False,
                 method: str | None = None, parent_id: str | None = None) -> list[dict[str, Any]]:
-    """Finished trials and runs of `experiment`, best first by `metric`."""
+    """Finished sweep trials of `experiment`, best first by `metric` (a `ray-unlearn run`, e.g. the reproduction
+    of a trial, is not a trial of a sweep and is not ranked among them)."""
     tracker = Tracker(uri, experiment, create=False)
-    filters = [f"tags.{KIND} != 'sweep'", "attributes.status = 'FINISHED'"]
+    filters = [f"tags.{KIND} = 'trial'", "attributes.status = 'FINISHED'"]
     if method:
         filters.append(f"tags.{METHOD} = '{method}'")
     if parent_id:

@@ -53,6 +53,13 @@ def best_per_method(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def interrupted_header(outcome: Any) -> str:
+    import signal
+
+    return (f"INTERRUPTED ({signal.Signals(outcome.interrupted).name}) after {len(outcome.rows)} of {outcome.total} trials"
+            if outcome.interrupted else "")
+
+
 def slug(exp: Experiment) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", exp.experiment).strip("-") or "sweep"
 
@@ -72,9 +79,15 @@ def check_storage(storage: str) -> None:
 
 
 class Sweep:
+    """One sweep's life: validated and locked at construction, then prepare, run (and re-check), finish.
+
+    `total` is the trial count: `num_samples`, else the YAML's; a resumed sweep keeps the count it was
+    started with, and `num_samples` above it extends the sweep (below it is an error).
+    """
+
     def __init__(self, exp: Experiment, *, tracking_uri: str | None, storage: str, store: Store, device: Any = None,
-                 name: str | None = None, resume: bool = False):
-        from .search import build_searcher, latest_sweep_name
+                 name: str | None = None, resume: bool = False, num_samples: int | None = None):
+        from .search import build_searcher
         from .tracking import SweepTracker
 
         self.exp, self.storage, self.store, self.resume = exp, storage, store, resume
@@ -86,13 +99,54 @@ class Sweep:
 
         self.splits = load_splits(exp.data)  # and a dataset or forget request that cannot be honoured
         self.tracker = SweepTracker(tracking_uri, exp.experiment)
+        self.total = num_samples or exp.tune.num_samples
+        self.lock: Any = None
         if resume:
-            name = name or latest_sweep_name(storage, slug(exp))
+            name = name or self.tracker.latest_sweep_name()
             if not name:
-                raise ConfigError("--resume", f"no sweep of {exp.experiment!r} to resume under {storage}; give --name NAME")
+                raise ConfigError("--resume", f"no sweep of {exp.experiment!r} to resume in {self.tracker.uri}; "
+                                              "start one without --resume")
+            if not self.tracker.sweep_exists(name):
+                raise ConfigError("--name", f"no sweep {name!r} of {exp.experiment!r} in {self.tracker.uri} to resume", value=name)
+            self.name = name
+            self._lock()
             self.tracker.resume_sweep(name)
-        self.name = name or f"{slug(exp)}-{time.strftime('%Y%m%d-%H%M%S')}"
+            started_with = self.tracker.num_samples() or exp.tune.num_samples
+            if num_samples is not None and num_samples < started_with:
+                self._unlock()
+                raise ConfigError("--num-samples", f"sweep {name} has {started_with} trials; --num-samples can extend it "
+                                                   f"(a larger count), not shrink it", value=num_samples)
+            self.total = max(started_with, num_samples or 0)
+            if self.total != started_with:
+                self.tracker.set_num_samples(self.total)
+        else:
+            if name and self.tracker.sweep_exists(name):
+                raise ConfigError("--name", f"a sweep named {name!r} exists in {exp.experiment!r} already: continue it with "
+                                            "--resume, or choose another name", value=name)
+            self.name = name or f"{slug(exp)}-{time.strftime('%Y%m%d-%H%M%S')}"
+            self._lock()
         self.refs = None
+
+    def _lock(self) -> None:
+        """One driver per sweep (driver_lock.py): a file lock where the storage is a path; a URI's lease is
+        taken once the parent run exists (`_lease`)."""
+        from .driver_lock import FileLock
+
+        if "://" not in self.storage:
+            self.lock = FileLock(self.storage, self.name)
+            self.lock.acquire()
+
+    def _lease(self) -> None:
+        from .driver_lock import Lease
+
+        if "://" in self.storage and self.lock is None:
+            self.lock = Lease(self.tracker, self.name)
+            self.lock.acquire()
+
+    def _unlock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def prepare(self, progress: Any = None):
         from .references import prepare
@@ -101,22 +155,36 @@ class Sweep:
         self.refs, _ = prepare(self.exp, self.store, self.device or pick_device(), progress=progress, splits=self.splits)
         return self.refs
 
-    def run(self, *, address: str | None = None, num_samples: int | None = None, callbacks: Sequence[Any] = ()):
+    @property
+    def started(self) -> bool:
+        """Whether the sweep exists in MLflow (a parent run): only then can it be resumed."""
+        return self.tracker.parent_id is not None
+
+    def run(self, *, address: str | None = None, num_samples: int | None = None, callbacks: Sequence[Any] = (),
+            connect_timeout: float | None = None):
+        """The trials, then (unless a stop signal ended them) the re-check rung."""
+        from . import interrupt
         from .search import ensure_ray, run_sweep
 
         refs = self.refs or self.prepare()
-        ensure_ray(address)
+        ensure_ray(address, connect_timeout=connect_timeout)
+        if num_samples is not None and not self.resume:
+            self.total = num_samples
         if not self.resume:
             self._start_parent(refs)
         try:
+            self._lease()
             outcome = run_sweep(self.exp, refs, tracker=self.tracker, storage_path=self.storage, name=self.name,
-                                cache_root=str(self.store.root), num_samples=num_samples, resume=self.resume,
-                                callbacks=callbacks)
-            if self.exp.tune.recheck.top:
-                self.recheck(outcome)
+                                cache_root=str(self.store.root), total=self.total, resume=self.resume, callbacks=callbacks)
+            if self.exp.tune.recheck.top and not outcome.interrupted:
+                with interrupt.graceful():
+                    self.recheck(outcome)
+                outcome.interrupted = interrupt.signum()
             return outcome
         except BaseException:
-            self.tracker.end_run(self.tracker.parent_id, "KILLED")
+            if self.started:
+                self.tracker.end_run(self.tracker.parent_id, "KILLED")
+            self._unlock()
             raise
 
     def recheck(self, outcome, runner: Any = None) -> None:
@@ -125,6 +193,7 @@ class Sweep:
         sweep runs none twice. Re-orders `outcome.rows` by the robust score."""
         import sys
 
+        from . import interrupt
         from .recheck import candidates, rank_rows, recheck, seed_table
         from .search import recheck_runner
         from .tracking import table_csv
@@ -151,6 +220,8 @@ class Sweep:
                   file=sys.stderr, flush=True)
 
         ranked = recheck(exp, chosen, runner=runner or recheck_runner(str(self.store.root)), done=done, on_result=record)
+        if interrupt.requested():
+            return  # an incomplete re-check ranks nothing; --resume completes it
         columns = ["score", *task.rank_columns]
         for c in ranked:
             mean, std = c.robust()
@@ -163,14 +234,15 @@ class Sweep:
     def _start_parent(self, refs) -> None:
         """The parent run: config, resolved search space, reference metrics."""
         from .objective import describe
-        from .tracking import DATASET, METHOD
+        from .tracking import DATASET, METHOD, NUM_SAMPLES, STATUS
 
         exp = self.exp
         spec = exp.to_dict()
         fixed = {f"fixed.{m.name}.{k}" if exp.multi else f"fixed.{k}": v for m in exp.methods for k, v in m.fixed.items()}
         self.tracker.start_sweep(
             self.name,
-            tags={METHOD: exp.method, DATASET: exp.data.dataset, "ray_unlearn.references": refs.key},
+            tags={METHOD: exp.method, DATASET: exp.data.dataset, "ray_unlearn.references": refs.key, NUM_SAMPLES: self.total,
+                  STATUS: "running"},
             params={"method": exp.method, "dataset": exp.data.dataset, "arch": exp.model.arch,
                     "forget": json.dumps(dataclasses.asdict(exp.data.forget)), "objective": describe(exp.objective), **fixed},
             metrics={**{f"retrain_{k}": v for k, v in refs.retrain_metrics.items()},
@@ -206,7 +278,10 @@ class Sweep:
                 images.append(pareto_plot(rows, front, goals, Path(tmp) / "pareto_front.png"))
             per_method = best_per_method(rows) if exp.multi else []
             note = self._note(rows[:10], columns, front, per_method)
-            self.tracker.finish(rows, note=note, files=files, images=[i for i in images if i is not None])
+            if outcome.interrupted:
+                note = f"**{interrupted_header(outcome)}**\n\n" + note
+            self.tracker.finish(rows, note=note, files=files, images=[i for i in images if i is not None],
+                                interrupted=bool(outcome.interrupted))
         from .tracking import BEST, STATUS, ui_base
 
         order_by = "recheck_score_mean" if outcome.rechecked else "score"
@@ -215,6 +290,7 @@ class Sweep:
                                  tags=[BEST, STATUS], order_by=order_by)
         base = ui_base(self.tracker.uri)
         top = [self.tracker.children[r["trial_id"]] for r in rows if r["status"] == "ok" and r["trial_id"] in self.tracker.children]
+        self._unlock()
         return Summary(rows, columns, goals, front, front_columns, self.tracker.runs_url(base, self.tracker.parent_id), per_method,
                        self.tracker.compare_url(base, top[:COMPARED]) if len(top) > 1 else "")
 

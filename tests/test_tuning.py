@@ -141,7 +141,11 @@ def test_trial_files_reach_the_child_run_and_best_is_first_by_score(tmp_path, ca
     plots = {a.path for a in client.list_artifacts(s.tracker.parent_id, "plots")}
     assert {"plots/optimisation_history.png", "plots/param_importances.png"} <= plots
     assert sum(r.data.tags.get(BEST) == "true" for r in runs) == 1
-    assert "searchFilter=tags.mlflow.parentRunId" in summary.link and "orderByAsc=false" in summary.link
+    key = summary.link.split("viewStateShareKey=")[1]
+    view = json.loads(client.get_experiment(runs[0].info.experiment_id).tags[f"mlflow.sharedViewState.{key}"])
+    assert view["searchFilter"] == f"tags.mlflow.parentRunId = '{s.tracker.parent_id}'"
+    assert view["orderByKey"] == "metrics.`score`" and view["orderByAsc"] is False
+    assert view["selectedColumns"][0] == "metrics.`score`" and "params.`lr`" in view["selectedColumns"]
 
 
 def test_storage_accepts_a_uri(tmp_path, cache_dir, ray_local):

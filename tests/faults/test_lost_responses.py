@@ -8,7 +8,7 @@ on the server, the client sees a connection error. Two ways the client can react
 - MLflow's own HTTP retries off: the error reaches our BackgroundWriter, whose retry
   finds the run the lost request created and reuses it;
 - MLflow's own HTTP retries on (its default): urllib3 re-sends the POST and a second
-  run is created; `drop_orphans` at the end of the sweep keeps the one written to.
+  run is created; `drop_duplicates` at the end of the sweep keeps the one written to.
 """
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ def test_a_lost_create_response_never_leaves_two_child_runs_for_a_trial(mlflow_s
         assert len(proxy.dropped) == 2
         runs = trial_runs(MlflowClient(mlflow_server.url), name)
         assert sorted(r.data.tags["ray_unlearn.trial_id"] for r in runs) == ["t1", "t2", "t2"], \
-            "MLflow's own retry made a second run: what drop_orphans is for"
+            "MLflow's own retry made a second run: what drop_duplicates is for"
 
-        dropped = tracker.drop_orphans({"m-000", "m-001"})
+        dropped = tracker.drop_duplicates()
         assert len(dropped) == 1
         runs = trial_runs(MlflowClient(mlflow_server.url), name)
         assert sorted(r.data.tags["ray_unlearn.trial_id"] for r in runs) == ["t1", "t2"]
