@@ -194,6 +194,10 @@ def timer_of(owner: Any, name: str, calls: list[float], device: torch.device) ->
         yield
 
 
+def epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
 class Deadline:
     def __init__(self, seconds: float | None):
         self.start = time.perf_counter()
@@ -481,7 +485,7 @@ def trial_rows(scale: Scale, device: torch.device, work: Path, figures: dict, de
         refs, _ = prepare(amun_exp, store, device, splits=splits)
     figures["ref_eval_s"] = statistics.mean(ref_evals)
     figures["trial_forget"] = len(splits.forget_idx)
-    rows = [{"figure": f"references (original + retrain), {scale.ref_epochs} epochs each", "value": time.perf_counter() - start, "unit": "s",
+    rows = [{"figure": f"references (original + retrain), {epochs(scale.ref_epochs)} each", "value": time.perf_counter() - start, "unit": "s",
              "peak_mib": peak_mib(device),
              "notes": f"{len(splits.train)} train / {len(splits.forget_idx)} forget / {len(splits.val)} val / "
                       f"{len(splits.test)} test; evaluation {figures['ref_eval_s']:.1f} s each; original val_acc "
@@ -535,7 +539,7 @@ def trial_rows(scale: Scale, device: torch.device, work: Path, figures: dict, de
         start_epochs = amun_exp.start_point()["epochs"]
         amun_member = start_epochs * statistics.mean(steady) + stats[0]
         rows += [
-            {"figure": f"audit: retrain member, {amun_exp.train.epochs} epochs + stats", "value": 60 / seconds, "unit": "models/min",
+            {"figure": f"audit: retrain member, {epochs(amun_exp.train.epochs)} + stats", "value": 60 / seconds, "unit": "models/min",
              "peak_mib": peak_mib(device),
              "notes": f"{seconds:.1f} s (stats {stats[0]:.1f} s); {60 / full:.3g} models/min at the {recipe}-epoch recipe "
                       f"on CIFAR-10 sizes"},

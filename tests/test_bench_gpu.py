@@ -13,7 +13,7 @@ ROWS = [
     "device", "torch",
     "ceiling, plain loop, batch 8", "engine train.fit, batch 8, crop_flip", "engine train.fit, batch 8, none",
     "tune x2 packed (gpu 0), batch 8",
-    "references (original + retrain), 1 epochs each",
+    "references (original + retrain), 1 epoch each",
     "amun trial: attack", "amun trial: unlearning per epoch", "amun trial: evaluation per epoch / final",
     "amun trial: wall, peak memory",
     "mixunlearn_agnostic trial: unlearning per epoch", "mixunlearn_agnostic trial: evaluation per epoch / final",
