@@ -104,6 +104,7 @@ def _reference_rows(refs) -> list[dict[str, Any]]:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     exp = load(args)
+    _device(args)  # a bad --device or --threads, before anything is created
     refs, trained, _ = _prepare(exp, args)
     splits = refs.splits
     print(f"{exp.data.dataset}: train {len(splits.train)} (forget {len(splits.forget_idx)}, retain {len(splits.retain_idx)}), "
@@ -120,6 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     start = exp.start_point()  # a multi-method file is refused here: `run` takes one method
     hp = exp.method_params(start)
+    device = _device(args)  # a bad --device or --threads, before anything is created
     unset = sorted(set(exp.search) - set(start))
     if unset:
         print(f"note: `run` uses fixed: values, search: start: values and method defaults; "
@@ -141,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         shown = {k: metrics[k] for k in ("score", *get_task(exp.task).trial_columns) if k in metrics}
         bar(exp.method, int(metrics["epoch"]), max(epochs, int(metrics["epoch"])), shown)
 
-    result = run_repeats(exp, refs, start, device=_device(args), report=report, memo=Store(store.root).memo(refs.key))
+    result = run_repeats(exp, refs, start, device=device, report=report, memo=Store(store.root).memo(refs.key))
     rows = _reference_rows(refs) + [{"model": exp.method, **result.metrics}]
     print(table(rows, ref_columns(exp) + ["mia_gap", "avg_gap", "score"]))
     print(f"status: {result.status}" + (f" ({result.message})" if result.message else ""))

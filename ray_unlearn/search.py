@@ -95,9 +95,16 @@ def _worker_logs_to_stderr() -> None:
     try:
         from ray._private import worker
 
+        original = getattr(worker.print_to_stdstream, "__wrapped__", worker.print_to_stdstream)
+
+        def to_stderr(data: dict, ignore_prefix: bool) -> None:
+            original({**data, "is_err": True}, ignore_prefix=ignore_prefix)
+
+        to_stderr.__wrapped__ = original  # type: ignore[attr-defined]
+        worker.print_to_stdstream = to_stderr  # what the error listener calls (a lost raylet's dump)
         dispatcher = worker.global_worker_stdstream_dispatcher
         dispatcher.remove_handler("ray_print_logs")
-        dispatcher.add_handler("ray_print_logs", lambda data: worker.print_to_stdstream({**data, "is_err": True}, ignore_prefix=False))
+        dispatcher.add_handler("ray_print_logs", lambda data: to_stderr(data, ignore_prefix=False))
     except (ImportError, AttributeError, KeyError, TypeError) as err:
         logger.debug("Ray's worker logs stay on their own streams: %s", err)
 

@@ -44,7 +44,7 @@ def test_worker_node_killed_mid_sweep_loses_no_trial_and_duplicates_no_run(tmp_p
         driver = subprocess.Popen(
             [sys.executable, "-m", "ray_unlearn.cli", "tune", str(path), "--address", address, "--tracking-uri", mlflow_server.url,
              "--cache-dir", str(cache_dir), "--storage", str(tmp_path / "rr")],
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=tmp_path, stdout=open(tmp_path / "driver.out", "w"), stderr=log, start_new_session=True,
         )
         client = MlflowClient(mlflow_server.url)
         deadline = time.monotonic() + 180
@@ -74,6 +74,9 @@ def test_worker_node_killed_mid_sweep_loses_no_trial_and_duplicates_no_run(tmp_p
                 holder.wait()
 
     output = (tmp_path / "driver.log").read_text()
+    stdout = (tmp_path / "driver.out").read_text()
+    assert "best trials of" in stdout and "(raylet" not in stdout and "ray::" not in stdout, \
+        "stdout holds the command's tables; what Ray forwards from the lost node goes to stderr"
     children = trial_runs(client, name)
     assert_one_child_per_trial(children, N)
     assert all(r.info.status == "FINISHED" and r.data.tags["ray_unlearn.status"] == "ok" for r in children), \
@@ -82,6 +85,7 @@ def test_worker_node_killed_mid_sweep_loses_no_trial_and_duplicates_no_run(tmp_p
     assert worker_id not in {r.data.tags["ray_unlearn.node_id"] for r in children}, \
         "the trial that ran on the killed node finished elsewhere"
     assert "trial(s) failed" not in output
+    assert "Received additional" not in output, "the retried trial's result reached Optuna (not dropped with a warning)"
     errors = list((tmp_path / "rr").glob("*/*/error.txt"))
     assert errors, "Tune recorded the lost trial's failure before restarting it"
     parent = [r for r in client.search_runs([children[0].info.experiment_id]) if r.data.tags.get("ray_unlearn.kind") == "sweep"]
