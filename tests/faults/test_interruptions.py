@@ -239,3 +239,31 @@ def test_ui_takes_the_next_free_port_and_a_signal_stops_the_server_it_started(tm
 def test_run_help_says_what_run_uses(tmp_path):
     out = run_cli("run", "--help", cwd=tmp_path)
     assert "`start:` value of each searched hyperparameter" in out.stdout and "is ignored" not in out.stdout
+
+
+def test_a_uri_storage_sweep_is_locked_by_a_lease_that_a_dead_driver_cannot_keep(mlflow_server, caplog):
+    """Where the storage is a URI there is no file to lock: the lease in the parent run's tags is renewed by
+    its holder; a second driver is refused while it is fresh and takes it over once it is stale."""
+    import json
+
+    from ray_unlearn.driver_lock import LEASE_SECONDS, LEASE_TAG, Lease, SweepLocked
+    from ray_unlearn.tracking import SweepTracker
+
+    tracker = SweepTracker(mlflow_server.url, f"lease-{uuid.uuid4().hex[:8]}")
+    tracker.start_sweep("sw", tags={}, params={}, metrics={}, files={})
+    first = Lease(tracker, "sw")
+    first.acquire()
+    try:
+        with pytest.raises(SweepLocked, match=rf"sweep sw is already running: host .*, pid {os.getpid()}"):
+            Lease(tracker, "sw").acquire()
+    finally:
+        first._stop.set()  # its driver dies: no more renewals, the tag stays
+    held = json.loads(tracker.parent_tag(LEASE_TAG))
+    tracker.set_parent_tag(LEASE_TAG, json.dumps({**held, "beat": time.time() - LEASE_SECONDS - 1}))
+    second = Lease(tracker, "sw")
+    with caplog.at_level("WARNING"):
+        second.acquire()
+    assert "taking over the stale lease" in caplog.text
+    assert json.loads(tracker.parent_tag(LEASE_TAG))["nonce"] == second.mine["nonce"]
+    second.release()
+    assert tracker.parent_tag(LEASE_TAG) == ""
