@@ -13,6 +13,7 @@ the untouched original (doing nothing) and retrain-vs-retrain (the noise floor o
     python bench/quality.py --methods amun,salun,mixunlearn --trials 24
     python bench/quality.py --methods amun --recheck 0           # the one-seed pick, for comparison
     python bench/quality.py --methods amun --set objective.kind=avg_gap   # another objective for the sweep
+    python bench/quality.py --methods amun --set objective.example_weight=1 --set objective.population=8 --audit 16
     python bench/quality.py --methods amun,salun,mixunlearn --write   # regenerate their start: points
 
 `--audit N` adds the audit's forgetting quality (docs/metrics.md#the-audit) of the tuned point and the
@@ -26,6 +27,7 @@ apart from retrain). About 3N model trainings per method.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -68,7 +70,8 @@ def audit_figures(exp, seed: int, configurations: list, models: int, store: Stor
     from ray_unlearn.references import prepare
     from ray_unlearn.tasks import get_task
 
-    seeded = exp.reseeded(seed)
+    seeded = exp.reseeded(seed)  # the audit's own populations; a per-example reference is the sweep's business
+    seeded = dataclasses.replace(seeded, objective=dataclasses.replace(seeded.objective, example_weight=0.0, population=0))
     refs, _ = prepare(seeded, store, torch.device("cpu"))
     report = get_task(exp.task).audit(seeded, refs, configurations, models=models, cache_root=str(store.root), runner=runner,
                                       device=torch.device("cpu"))
@@ -98,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.write and args.overrides:
         parser.error("--write with --set would write a start point the YAML's own search space never swept; edit the YAML instead")
-    if args.audit and args.overrides:
-        parser.error("--audit with --set: the audit runs the YAML as shipped; edit the YAML instead")
     overrides = list(args.overrides)
     if args.trials is not None:
         overrides.append(f"tune.num_samples={args.trials}")

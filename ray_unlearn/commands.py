@@ -91,10 +91,18 @@ def _tracking_uri(args: argparse.Namespace, exp: Experiment | None = None) -> st
 def _prepare(exp: Experiment, args: argparse.Namespace, splits: Any = None):
     from .references import prepare
 
+    import time
+
     store = _store(args)
+    started = time.perf_counter()
     refs, trained = prepare(exp, store, _device(args), progress=EpochBar(), splits=splits)
     verb = "trained" if trained else "loaded from cache"
     print(f"references {refs.key} {verb} ({store.entry(refs.key)})", file=sys.stderr)
+    if exp.objective.population:
+        made = next((t for t in trained if t.startswith("population")), "")
+        print(f"per-example reference: {exp.objective.population} retrained models (one retrain each; "
+              f"{made + f', with the references {time.perf_counter() - started:.0f} s' if made else 'all from the cache'})",
+              file=sys.stderr)
     return refs, trained, store
 
 
@@ -182,7 +190,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                   name=args.name, resume=args.resume, num_samples=args.num_samples)  # validated and locked before any training
     resume_hint = f"continue it with: ray-unlearn tune {args.config} --resume --name {sweep.name}"
     try:
-        refs = sweep.prepare(progress=EpochBar())
+        refs = sweep.prepare(progress=EpochBar(), address=args.address)
         print(table(_reference_rows(refs), ref_columns(exp)))
         verb = "resuming" if args.resume else "starting"
         print(f"{verb} sweep {sweep.name}: {sweep.total} trials of {exp.method.replace('|', ', ')}, {describe(exp.objective)}",

@@ -96,6 +96,9 @@ class TrainConfig:
     seed: int = option(0, ge=0, help="seed of model initialisation and batch order")
 
 
+MIN_POPULATION = 4  # retrained models a per-example spread needs
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
     kind: Literal["combined", "avg_gap", "pareto"] = "combined"
@@ -107,6 +110,12 @@ class ObjectiveConfig:
     confidence_weight: float = option(0.0, ge=0.0, help="weight of forget_conf_distance (W1 between the forget set's "
                                                         "logit-scaled confidences under the model and the retrain "
                                                         "model) subtracted from the score; a continuous signal")
+    example_weight: float = option(0.0, ge=0.0, help="weight of example_gap subtracted from the score: per forget example, "
+                                                     "|phi - mu| / sigma against a cached population of retrained models "
+                                                     "(objective.population); classification only")
+    population: int = option(0, ge=0, help="retrained models of example_gap's per-example reference, trained once per "
+                                           "sweep (Ray tasks) and cached, on model seeds the audit never uses; 0: none. "
+                                           "At least 4 with example_weight; example_gap is reported whenever it is set")
     pareto: tuple[str, ...] = ()
     max_val_drop: float | None = option(
         10.0, ge=0.0, help="a trial whose val_acc (class-wise forgetting: on the kept classes; task i2i: val_psnr, in dB) ends this "
@@ -120,6 +129,10 @@ class ObjectiveConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.population and self.population < MIN_POPULATION or self.example_weight and not self.population:
+            raise ConfigError("objective.population", f"needs at least {MIN_POPULATION} retrained models for a per-example "
+                                                      f"spread{' (example_weight is set)' if self.example_weight else ''}, "
+                                                      "e.g. population: 8", value=self.population)
         if self.kind == "pareto":
             if len(self.pareto) < 2:
                 raise ConfigError("objective.pareto", "pareto needs two or more metrics, e.g. [val_acc, mia_gap]", value=self.pareto)
@@ -505,6 +518,9 @@ def _parse(raw: Any) -> Experiment:
     task_sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in kind.sections.items()}
     sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
     sections["objective"] = _resolve_retained(sections["objective"], kind.retained, task)
+    if sections["objective"].population and not kind.per_example_reference:
+        raise ConfigError("objective.population", f"task {task} has no per-example reference (example_gap); "
+                                                  "leave population and example_weight at 0", value=sections["objective"].population)
     if sections["objective"].mia not in kind.mia_gaps:
         raise ConfigError("objective.mia", f"{sections['objective'].mia!r} is not allowed for task {task}; choose one of "
                                            f"{', '.join(kind.mia_gaps)}", value=sections["objective"].mia)

@@ -36,6 +36,7 @@ def fixed_experiment(exp: Experiment, method: str, hyperparameters: Mapping[str,
     raw["method"] = method
     raw["fixed"] = dict(hyperparameters)
     raw["search"] = {}
+    raw["objective"].update(example_weight=0.0, population=0)  # test figures are reported, the score is not
     return parse_experiment(raw, source=f"{exp.source} ({method}, held-out seed {seed})").reseeded(seed)
 
 

@@ -45,6 +45,8 @@ def combined_score(metrics: Mapping[str, float], objective: ObjectiveConfig) -> 
 def score(metrics: Mapping[str, float], objective: ObjectiveConfig) -> float:
     """The scalar the sweep maximises; WORST_SCORE if any input is not finite."""
     value = -metrics["avg_gap"] if objective.kind == "avg_gap" else combined_score(metrics, objective)
+    if objective.example_weight:
+        value -= objective.example_weight * metrics["example_gap"]
     return value if math.isfinite(value) else WORST_SCORE
 
 
@@ -60,8 +62,9 @@ def worst_value(direction: str) -> float:
 
 
 def describe(objective: ObjectiveConfig) -> str:
+    example = f" - {objective.example_weight:g} * example_gap" if objective.example_weight else ""
     if objective.kind == "avg_gap":
-        return "score = -avg_gap (mean |gap| to retrain over UA, RA, val acc, MIA)"
+        return f"score = -avg_gap{example} (avg_gap: mean |gap| to retrain over UA, RA, val acc, MIA)"
     if objective.kind == "pareto":
         return "pareto front of " + ", ".join(f"{m} ({d})" for m, d in targets(objective))
     text = f"score = {objective.retained} - {objective.mia_weight:g} * {mia_gap_metric(objective)}"
@@ -69,7 +72,7 @@ def describe(objective: ObjectiveConfig) -> str:
         text += f" - {objective.forget_weight:g} * {forget_gap_metric(objective)}"
     if objective.confidence_weight:
         text += f" - {objective.confidence_weight:g} * forget_conf_distance"
-    return text
+    return text + example
 
 
 def dominates(a: Mapping[str, float], b: Mapping[str, float], goals: list[tuple[str, str]]) -> bool:

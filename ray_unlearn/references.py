@@ -16,14 +16,15 @@ Progress = Callable[[str, int, int, dict], None]  # (model name, epoch, epochs, 
 
 
 def prepare(
-    exp: Experiment, store: Store, device: Any, progress: Progress | None = None, splits: Any = None
+    exp: Experiment, store: Store, device: Any, progress: Progress | None = None, splits: Any = None, runner: Any = None
 ) -> tuple[Any, list[str]]:
     """Load references from the store, training whatever is missing.
 
     Returns the references and the names of the models trained now (empty on
-    a cache hit), so callers and tests can tell a hit from a rebuild.
+    a cache hit), so callers and tests can tell a hit from a rebuild. `runner`
+    trains population models (`objective.population`): Ray tasks in a sweep.
     """
-    return get_task(exp.task).prepare(exp, store, device, progress, splits)
+    return get_task(exp.task).prepare(exp, store, device, progress, splits, runner)
 
 
 def reference_key(exp: Experiment, splits: Any) -> str:

@@ -148,11 +148,19 @@ class Sweep:
             self.lock.release()
             self.lock = None
 
-    def prepare(self, progress: Any = None):
+    def prepare(self, progress: Any = None, address: str | None = None):
+        """The references, from the cache or trained; a per-example reference's population
+        (objective.population) is trained as Ray tasks."""
         from .references import prepare
         from .train import pick_device
 
-        self.refs, _ = prepare(self.exp, self.store, self.device or pick_device(), progress=progress, splits=self.splits)
+        runner = None
+        if self.exp.objective.population:
+            from .search import population_runner
+
+            runner = population_runner(address)
+        self.refs, _ = prepare(self.exp, self.store, self.device or pick_device(), progress=progress, splits=self.splits,
+                               runner=runner)
         return self.refs
 
     @property

@@ -36,6 +36,8 @@ class Task(abc.ABC):
     sections: ClassVar[Mapping[str, type]] = {}  # extra top-level YAML sections it reads (name -> dataclass)
     # objective.mia -> the gap metric the combined score subtracts; the first is the default
     mia_gaps: ClassVar[Mapping[str, str]] = {"efficacy": "mia_gap"}
+    # whether `prepare` can add a per-example reference from a retrained population (objective.population)
+    per_example_reference: ClassVar[bool] = False
 
     @abc.abstractmethod
     def check_config(self, data: Any, model: Any, info: Any) -> None:
@@ -47,10 +49,11 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None,
-                splits: Any = None) -> tuple[Any, list[str]]:
+                splits: Any = None, runner: Any = None) -> tuple[Any, list[str]]:
         """Load the reference models (original, retrain) and their metrics from `store`, training what is
         missing; return them (picklable, with .key, .splits, .original_metrics, .retrain_metrics) and the
-        names of the models trained now."""
+        names of the models trained now. `runner` trains population models (a per-example reference,
+        `objective.population`) where the task has them: Ray tasks in a sweep, in-process otherwise."""
 
     @abc.abstractmethod
     def run_trial(self, exp: Any, refs: Any, sampled: Mapping[str, Any], *, seed: int, device: Any,

@@ -39,6 +39,7 @@ class ClassificationTask(Task):
         "test_mia_asr": "max",
         "test_mia_asr_gap": "min",
         "forget_conf_distance": "min",
+        "example_gap": "min",
         # the audit (`ray-unlearn audit`), written onto audited runs
         "audit_score": "max",
         "audit_forget_quality": "max",
@@ -46,6 +47,7 @@ class ClassificationTask(Task):
         "audit_auc": "min",
     }
     mia_gaps = {"efficacy": "mia_gap", "asr": "mia_asr_gap"}
+    per_example_reference = True
     trial_columns = ("val_acc", "forget_acc", "mia")
     reference_columns = ("forget_acc", "retain_acc", "val_acc", "test_acc", "mia", "seconds")
     rank_columns = ("val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc")
@@ -74,10 +76,16 @@ class ClassificationTask(Task):
 
         return reference_key(exp, splits)
 
-    def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None, splits: Any = None) -> tuple[Any, list[str]]:
+    def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None, splits: Any = None,
+                runner: Any = None) -> tuple[Any, list[str]]:
         from .references import prepare
 
-        return prepare(exp, store, device, progress, splits)
+        refs, trained = prepare(exp, store, device, progress, splits)
+        if exp.objective.population:
+            from .audit import attach_example_reference
+
+            trained += attach_example_reference(exp, refs, store, device, runner)
+        return refs, trained
 
     def run_trial(self, exp: Any, refs: Any, sampled: Mapping[str, Any], *, seed: int, device: Any,
                   report: Callable[[dict], None] | None = None, memo: Any = None, budget_seconds: float | None = None) -> Any:

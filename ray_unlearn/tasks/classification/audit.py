@@ -43,6 +43,10 @@ AUDIT_VERSION = 1  # bump when what a cached population member holds changes
 UNLEARNED_SEED_BASE = 100_000
 RETRAIN_SEED_BASE = 200_000
 CEILING_SEED_BASE = 300_000
+# The sweep's per-example reference (objective.population): retrained models on seeds no audit population
+# uses, so an audit stays a test on models the sweep never selected against.
+EXAMPLE_SEED_BASE = 400_000
+SEED_BLOCK = 100_000  # each base above owns this many seeds
 # The audit is void when its own sanity rows fail: the retrain recipe against the retrain
 # population must look like chance, the untouched original must be told apart.
 SANITY_RETRAIN_AUC = (0.35, 0.65)
@@ -109,6 +113,26 @@ def member_stats(exp: Experiment, refs: References, member: Member, store: Store
 
     entry = store.get_or_build(member.key(refs.key, exp), ["stats"], build)  # built once, also by two processes at once
     return entry.tensors["stats"], entry.built
+
+
+def example_population(n: int) -> list[Member]:
+    """The retrained models of a sweep's per-example reference (objective.population)."""
+    return retrain_members(n, EXAMPLE_SEED_BASE)
+
+
+def attach_example_reference(exp: Experiment, refs: References, store: Store, device: torch.device,
+                             runner: Runner | None = None) -> list[str]:
+    """Give `refs` the per-example reference of `exp.objective.population` retrained models (trained through
+    `runner`, in-process by default, and cached); the names of the models trained now."""
+    from ...metrics.confidence import logit_confidence_of
+    from ...metrics.example_gap import ExampleReference
+
+    members = example_population(exp.objective.population)
+    missing = sum(store.get(m.key(refs.key, exp), ["stats"]) is None for m in members)
+    stats = (runner or sequential_runner(device))(exp, refs, members, str(store.root))
+    labels = refs.splits.forget.y.cpu()
+    refs.example_reference = ExampleReference.from_phi(np.stack([logit_confidence_of(s["forget_logits"], labels) for s in stats]))
+    return [f"population ({missing} of {len(members)} retrained models)"] if missing else []
 
 
 def sequential_runner(device: torch.device) -> Runner:

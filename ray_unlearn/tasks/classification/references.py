@@ -49,6 +49,7 @@ class References:
     augment: str
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     mix_layer: str | None = None
+    example_reference: Any = None  # metrics.example_gap.ExampleReference of a retrained population, if one was asked for
 
     def model(self, which: str, device: torch.device) -> nn.Module:
         """A fresh model with the 'original' or 'retrain' weights, in eval mode on `device`."""

@@ -14,6 +14,7 @@ from ...methods.base import Context, Memo, UnlearnData, in_memory_memo
 from ...registry import get_method
 from ...metrics import evaluate, with_reference
 from ...metrics.confidence import confidence_distance, logit_confidence_of
+from ...metrics.example_gap import example_gap
 from ...train import predict_logits
 from ...objective import WORST_SCORE, score
 from ..guards import (Report, check_finite, check_finite_outputs, collapse_message, epoch_reporter, failed,
@@ -66,7 +67,10 @@ def run_trial(
         except ValueError:  # e.g. the MIA's SVC refusing NaN features: huge finite weights, non-finite outputs
             check_finite_outputs(model, (splits.val, splits.forget))
             raise
-        m["forget_conf_distance"] = confidence_distance(predict_logits(model, splits.forget.x), retrain_phi, splits.forget.y)
+        logits = predict_logits(model, splits.forget.x)
+        m["forget_conf_distance"] = confidence_distance(logits, retrain_phi, splits.forget.y)
+        if refs.example_reference is not None:
+            m["example_gap"] = example_gap(logit_confidence_of(logits, splits.forget.y), refs.example_reference)
         m["score"] = score(m, exp.objective)
         return m
 

@@ -62,7 +62,8 @@ class I2ITask(Task):
 
         return reference_key(exp, splits)
 
-    def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None, splits: Any = None) -> tuple[Any, list[str]]:
+    def prepare(self, exp: Any, store: Any, device: Any, progress: Progress | None = None, splits: Any = None,
+                runner: Any = None) -> tuple[Any, list[str]]:
         from .references import prepare_references
 
         return prepare_references(exp, store, device, progress, splits)
