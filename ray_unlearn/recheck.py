@@ -79,8 +79,12 @@ Runner = Callable[[Experiment, Sequence[Job]], Iterable[tuple[Job, SeedResult]]]
 
 
 def candidates(exp: Experiment, rows: Sequence[Mapping[str, Any]], top: int) -> list[Candidate]:
-    """The `top` best finished trials of a sweep (`rows` best first, as `search.collect_rows` gives them)."""
-    picked = [r for r in rows if r.get("status") == STATUS_OK][:top]
+    """The `top` best finished trials of a sweep (`rows` best first, as `search.collect_rows` gives them), and
+    the trials of its `start:` points wherever they ranked: a start point is the file's robust incumbent, so a
+    trial that beat it on one seed must beat it on the robust score too."""
+    finished = [r for r in rows if r.get("status") == STATUS_OK]
+    starts = [exp.config_for(m.name, m.complete(m.start_point())) for m in exp.methods if m.start_point()]
+    picked = finished[:top] + [r for r in finished[top:] if exp.config_for(r["method"], r["hyperparameters"]) in starts]
     return [
         Candidate(trial_id=str(r["trial_id"]), run_name=str(r["run_name"]), method=str(r["method"]),
                   config=exp.config_for(r["method"], r["hyperparameters"]), sweep_seed=exp.data.seed,

@@ -224,3 +224,18 @@ def test_a_sweep_killed_during_its_recheck_resumes_and_runs_no_recheck_twice(tmp
     assert len(redone) == 6 - recorded, out.stderr[-3000:]
     assert f"({6 - recorded} runs, {recorded} recorded earlier)" in out.stderr
     assert sum(r.data.tags.get("best") == "true" for r in runs) == 1
+
+
+def test_the_start_point_is_always_rechecked_wherever_it_ranked():
+    from ray_unlearn.config import parse_experiment
+    from ray_unlearn.recheck import candidates
+
+    exp = parse_experiment(digits_config(search={"lr": {"float": [0.001, 0.1], "start": 0.01}, "epochs": {"int": [1, 9]}},
+                                         tune={"recheck": {"top": 2, "seeds": [10]}}))
+    start = exp.warm_start()[0]
+    rows = [{"trial_id": t, "run_name": t, "method": "finetune", "status": s, "score": -i,
+             "hyperparameters": hp} for i, (t, s, hp) in enumerate([
+                 ("a", "ok", {"lr": 0.05, "epochs": 3}), ("b", "collapsed", {"lr": 0.09, "epochs": 9}),
+                 ("c", "ok", {"lr": 0.02, "epochs": 2}), ("d", "ok", {"lr": 0.03, "epochs": 4}), ("s", "ok", dict(start))])]
+    assert [c.trial_id for c in candidates(exp, rows, 2)] == ["a", "c", "s"]
+    assert [c.trial_id for c in candidates(exp, rows, 4)] == ["a", "c", "d", "s"]
