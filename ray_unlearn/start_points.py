@@ -1,8 +1,7 @@
 """Write `start:` values into a search_spaces/ YAML in place, keeping its comments and layout.
 
 The benches that choose start points (bench/quality.py, bench/start_points.py) write their winners
-with these; values are written to 3 significant digits, and a candidate is evaluated exactly as it
-will be written (`rounded`), so the point shipped is the point measured.
+with these, floats exactly as measured: so the point shipped is the point measured.
 """
 
 from __future__ import annotations
@@ -12,17 +11,19 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-def format_value(value: Any) -> str:
+def format_value(value: Any, digits: int | None = None) -> str:
+    """A YAML scalar; floats exactly (the shortest text that reads back to the same float), or to `digits`
+    significant digits: a configuration a few units in its fourth digit away can train to another result."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) >= 1e-3 else f"{value:.3g}".replace("e-0", "e-")
+        return repr(value) if digits is None else f"{value:.{digits}g}".replace("e-0", "e-")
     return str(value)
 
 
-def rounded(point: Mapping[str, Any]) -> dict[str, Any]:
-    """`point` as `write_start` writes it: floats to 3 significant digits."""
-    return {k: float(format_value(v)) if isinstance(v, float) else v for k, v in point.items()}
+def rounded(point: Mapping[str, Any], digits: int = 3) -> dict[str, Any]:
+    """`point` with floats to `digits` significant digits (bench/start_points.py evaluates candidates so)."""
+    return {k: float(format_value(v, digits)) if isinstance(v, float) else v for k, v in point.items()}
 
 
 def write_start(path: Path, point: Mapping[str, Any], command: str) -> None:
