@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from ray_unlearn.tasks.classification.audit import Member, audit, sequential_runner
 from ray_unlearn.cache import Store, default_cache_dir
 from ray_unlearn.config import load_experiment
 from ray_unlearn.confirm import NOISE_ROW, ORIGINAL_ROW, held_out
 from ray_unlearn.progress import table
 from ray_unlearn.references import prepare
 from ray_unlearn.search import population_runner
+from ray_unlearn.tasks.classification.audit import Member, audit, sequential_runner
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 SETTINGS = {"mnist1d": "mnist1d_{}.yaml", "digits": "digits_{}.yaml"}

@@ -35,8 +35,8 @@ from ray_unlearn.cache import Store, default_cache_dir
 from ray_unlearn.config import Experiment, load_experiment
 from ray_unlearn.objective import WORST_SCORE
 from ray_unlearn.progress import table
-from ray_unlearn.start_points import rounded, write_start
 from ray_unlearn.references import prepare
+from ray_unlearn.start_points import rounded, write_start
 from ray_unlearn.tasks.classification.references import References
 from ray_unlearn.trial import run_repeats
 

@@ -51,7 +51,6 @@ def experiment_of(uri: str | None, run: Mapping[str, Any]) -> Experiment:
 def audit_sweep(exp: Experiment, refs: Any, runs: Sequence[Mapping[str, Any]], *, uri: str | None, models: int,
                 cache_root: str, address: str | None, device: Any, forget_seeds: Sequence[int] = (), out: Any = sys.stdout) -> int:
     """Audit `runs` (rows of `ranked_runs`), print the table, log to MLflow; 0, or 1 when the audit is void."""
-    import numpy as np
 
     from .plots import epsilon_histogram
     from .search import population_runner

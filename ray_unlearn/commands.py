@@ -89,9 +89,9 @@ def _tracking_uri(args: argparse.Namespace, exp: Experiment | None = None) -> st
 
 
 def _prepare(exp: Experiment, args: argparse.Namespace, splits: Any = None):
-    from .references import prepare
-
     import time
+
+    from .references import prepare
 
     store = _store(args)
     started = time.perf_counter()

@@ -20,6 +20,7 @@ from .schema import from_mapping, option, to_mapping, unknown_key_error, unknown
 from .space import SearchDim
 from .tasks import all_tasks, get_task
 
+
 def _metric_directions() -> dict[str, str]:
     """metric -> "max" or "min"; the vocabulary shared by YAML, Tune, MLflow and `best`: every task's metrics."""
     directions = {"score": "max"}

@@ -164,9 +164,8 @@ def sequential_runner(store: Any, device: Any, progress: Callable[[str], None] |
     """Every job in this process, one after another; each seed's references prepared once (cached in `store`)."""
 
     def run(exp: Experiment, jobs: Sequence[Job]) -> Iterator[tuple[Job, SeedResult]]:
-        from .references import prepare
-
         from . import interrupt
+        from .references import prepare
 
         refs: dict[int, Any] = {}
         for job in jobs:

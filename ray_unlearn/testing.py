@@ -29,8 +29,8 @@ from .methods.base import Context, Method, UnlearnData
 @functools.cache
 def _problem() -> tuple[dict[str, torch.Tensor], UnlearnData, tuple[int, ...]]:
     """A trained digits SmallCNN (class 0 to forget) and its unlearning data, made once per process."""
-    from .data import load_splits
     from .config import DataConfig, ForgetConfig
+    from .data import load_splits
     from .models import build_model
     from .train import OptimSpec, batches, fit
 

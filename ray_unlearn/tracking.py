@@ -121,7 +121,6 @@ def _store_creation_lock(uri: str) -> Iterator[None]:
         yield
         return
     import fcntl
-
     import hashlib
 
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
@@ -578,6 +577,7 @@ class SweepTracker(Tracker):
         self.children[trial_id] = run_id
         self.log(run_id, params=params)
         self.creating.discard(trial_id)
+        self.flushed[trial_id] = time.monotonic()  # its first epochs wait for the next flush, as later ones do
         return run_id
 
     # Per-epoch metrics are buffered and written in one log_batch at most every FLUSH_SECONDS
@@ -620,8 +620,14 @@ class SweepTracker(Tracker):
         tags = {**(tags or {}), STATUS: status}
         if message:
             tags["ray_unlearn.message"] = message[:5000]
-        self.flush(trial_id)
-        self.log(run_id, metrics=metrics, tags=tags, step=self.steps.get(trial_id, 0))
+        # the buffered epochs, the final metrics and the tags in one write (two round trips per trial's end)
+        pending = self.pending.setdefault(trial_id, [])
+        pending.extend(_metrics_batch(metrics, self.steps.get(trial_id, 0)))
+        while len(pending) > self.MAX_BATCH:
+            self.client.log_batch(run_id, metrics=pending[: self.MAX_BATCH])
+            del pending[: self.MAX_BATCH]
+        self.client.log_batch(run_id, metrics=pending, tags=_tags_batch(tags))
+        pending.clear()
         self.end_run(run_id, "FAILED" if failed else "KILLED" if killed else "FINISHED")
 
     def recheck_results(self, trial_ids: Iterable[str]) -> dict[tuple[str, int], dict[str, Any]]:

@@ -83,10 +83,16 @@ def stop_mlflow_server(server: MlflowServer) -> None:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 for the whole session."""
+    """A real `mlflow server` on 127.0.0.1 for the whole session (per pytest-xdist worker). Workers share one
+    PostgreSQL database: the servers start one at a time, so its tables are created once."""
+    import fcntl
+    import tempfile
+
     workdir = tmp_path_factory.mktemp("mlflow-server")
     backend = os.environ.get(PG_ENV) or f"sqlite:///{workdir / 'mlflow.db'}"
-    server = start_mlflow_server(backend, workdir)
+    with open(Path(tempfile.gettempdir()) / "ray_unlearn-test-mlflow-start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = start_mlflow_server(backend, workdir)
     yield server
     stop_mlflow_server(server)
 
@@ -97,7 +103,8 @@ def ray_local():
     GPUs (none exist: trials packed onto them must fall back to the CPU)."""
     import ray
 
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": our own instance, never a cluster another test (or pytest worker) started with `ray start`
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -126,8 +126,8 @@ def test_held_out_seeds_must_differ_from_the_sweeps(digits_refs, cache_dir):
     import torch
 
     from ray_unlearn.cache import Store
-    from ray_unlearn.confirm import held_out
     from ray_unlearn.config import parse_experiment
+    from ray_unlearn.confirm import held_out
     from ray_unlearn.errors import ConfigError
 
     exp = parse_experiment(digits_config())

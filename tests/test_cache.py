@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from ray_unlearn.cache import META, Store
-from ray_unlearn.errors import CacheError
 from ray_unlearn.config import parse_experiment
 from ray_unlearn.data import load_splits
+from ray_unlearn.errors import CacheError
 from ray_unlearn.references import prepare, reference_key
 
 from .conftest import digits_config

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from .conftest import digits_config, run_cli
 from .faults.helpers import assert_user_error, trial_runs, write_config

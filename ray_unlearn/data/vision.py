@@ -9,7 +9,7 @@ import torch
 
 from ..errors import DataError
 from .base import DatasetInfo, RawDataset, TensorSet
-from .info import MNIST, FASHION_MNIST, CIFAR10, CIFAR100
+from .info import CIFAR10, CIFAR100, FASHION_MNIST, MNIST
 
 
 def _open(cls_name: str, info: DatasetInfo, root: str | None, download: bool, train: bool):

@@ -9,17 +9,14 @@ without a retain set); real samples may be augmented, D_A never.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
-from ..train import batches, fit
-from ..train import make_optimizer
+from ..train import batches, fit, make_optimizer
 from .attacks import AdversarialSet, pgd_l2_nearest
 from .base import Context, Method, UnlearnData
-from .saliency import SaliencyMask
 from .params import AmunParams, AmunSalUnParams
-
+from .saliency import SaliencyMask
 
 ATTACK_VERSION = 3  # bump when the attack changes what a memoised adversarial set holds (3: random steps where the gradient vanishes)
 

@@ -8,8 +8,19 @@ one YAML in search_spaces/; tests/methods/test_contract.py then covers it.
 from __future__ import annotations
 
 from .entry import MethodEntry
-from .params import (AmunParams, AmunSalUnParams, FineTuneParams, GradientAscentParams, L1SparseParams, MixUnlearnParams,
-                     NegGradPlusParams, RandomLabelParams, RetrainParams, SalUnParams, ScrubParams)
+from .params import (
+                     AmunParams,
+                     AmunSalUnParams,
+                     FineTuneParams,
+                     GradientAscentParams,
+                     L1SparseParams,
+                     MixUnlearnParams,
+                     NegGradPlusParams,
+                     RandomLabelParams,
+                     RetrainParams,
+                     SalUnParams,
+                     ScrubParams,
+)
 
 CATALOG: dict[str, MethodEntry] = {e.name: e for e in [
     MethodEntry('retrain', 'classification', RetrainParams, "ray_unlearn.methods.retrain:Retrain",

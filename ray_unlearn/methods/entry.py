@@ -8,6 +8,7 @@ the method runs. tests/methods/test_contract.py checks every entry against its c
 from __future__ import annotations
 
 import dataclasses
+
 from ..lazy import load
 
 

@@ -6,7 +6,6 @@ non-finite loss aborts the run (train_epoch raises FloatingPointError).
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -5,7 +5,6 @@ L = CE + gamma_e * ||theta||_1 over all parameters, gamma_e = gamma * (1 - e/E),
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

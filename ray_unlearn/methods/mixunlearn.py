@@ -18,11 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train import autocast, device_generator, fp32_logits, plain_classifier
 from ..errors import MethodError
+from ..train import autocast, device_generator, fp32_logits, plain_classifier
 from .base import Context, Method, UnlearnData
 from .params import MixUnlearnParams
-
 
 # --- targets and losses ---------------------------------------------------------------
 

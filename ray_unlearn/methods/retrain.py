@@ -7,7 +7,6 @@ of docs/references.md#recipes (CIFAR-10: 200 epochs, lr 0.1, step decay every 40
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 from torch import nn
 
 from ..train import fit, make_optimizer
 from .base import Context, Method, UnlearnData
+from .params import SalUnParams
 from .random_label import relabelled_source
 from .saliency import SaliencyMask
-from .params import SalUnParams
 
 
 class SalUn(Method):

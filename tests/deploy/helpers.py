@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 from pathlib import Path
 from typing import Any, Iterator
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version

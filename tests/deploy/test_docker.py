@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import shlex
-import tomllib
 
 import pytest
+import tomllib
 
-from .helpers import (DEPLOY, REPO, dockerfile_args, dockerfile_base_image, dockerfile_instructions,
-                      dockerignore_excludes, ray_image_version, ray_requirement, split_image)
+from .helpers import (
+    DEPLOY,
+    REPO,
+    dockerfile_args,
+    dockerfile_base_image,
+    dockerfile_instructions,
+    dockerignore_excludes,
+    ray_image_version,
+    ray_requirement,
+    split_image,
+)
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 IGNORE = DEPLOY / "Dockerfile.dockerignore"  # BuildKit's per-Dockerfile ignore file; the context is the repo root

@@ -9,8 +9,20 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from .helpers import (DEPLOY, REPO, containers, dockerfile_args, dockerfile_instructions, load_yaml_docs,
-                      parse_ray_cli, parse_ray_unlearn, ray_image_version, readme_created_secrets, secret_refs, walk)
+from .helpers import (
+    DEPLOY,
+    REPO,
+    containers,
+    dockerfile_args,
+    dockerfile_instructions,
+    load_yaml_docs,
+    parse_ray_cli,
+    parse_ray_unlearn,
+    ray_image_version,
+    readme_created_secrets,
+    secret_refs,
+    walk,
+)
 
 KUBERAY = DEPLOY / "kuberay"
 

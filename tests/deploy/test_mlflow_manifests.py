@@ -11,8 +11,19 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .helpers import (DEPLOY, SECRET_NAME, compose_interpolate, compose_variables, containers, env_file, load_yaml,
-                      load_yaml_docs, parse_mlflow_server, readme_created_secrets, secret_refs)
+from .helpers import (
+    DEPLOY,
+    SECRET_NAME,
+    compose_interpolate,
+    compose_variables,
+    containers,
+    env_file,
+    load_yaml,
+    load_yaml_docs,
+    parse_mlflow_server,
+    readme_created_secrets,
+    secret_refs,
+)
 
 MLFLOW = DEPLOY / "mlflow"
 COMPOSE = MLFLOW / "docker-compose.yaml"

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
+from ray_unlearn.data.base import TensorSet
 from ray_unlearn.errors import ConfigError, MethodError
 from ray_unlearn.methods import METHODS, Context
-from ray_unlearn.data.base import TensorSet
 
 from .common import quick_params, run_method, state_equal, unlearn_data
 

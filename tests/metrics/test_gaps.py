@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 import pytest
+import torch
 
 from ray_unlearn.data.base import DatasetInfo, Splits, TensorSet
 from ray_unlearn.metrics import evaluate, gaps, with_reference

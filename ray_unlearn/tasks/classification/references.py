@@ -8,19 +8,19 @@ else (the method, its hyperparameters, the objective) reuses the cache.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
-from ...errors import ConfigError
 from ...cache import Store, stable_hash
 from ...data import load_splits
 from ...data.base import Splits, TensorSet
 from ...data.info import CATALOG as DATASETS
+from ...errors import ConfigError
 from ...metrics import evaluate
 from ...models import build_model
 from ...train import OptimSpec, batches, fit, place_model

@@ -11,14 +11,22 @@ import torch
 from torch import nn
 
 from ...methods.base import Context, Memo, UnlearnData, in_memory_memo
-from ...registry import get_method
 from ...metrics import evaluate, with_reference
 from ...metrics.confidence import confidence_distance, logit_confidence_of
 from ...metrics.example_gap import example_gap
-from ...train import predict_logits
 from ...objective import WORST_SCORE, score
-from ..guards import (Report, check_finite, check_finite_outputs, collapse_message, epoch_reporter, failed,
-                      stopped_collapsed, wrecked_message)
+from ...registry import get_method
+from ...train import predict_logits
+from ..guards import (
+    Report,
+    check_finite,
+    check_finite_outputs,
+    collapse_message,
+    epoch_reporter,
+    failed,
+    stopped_collapsed,
+    wrecked_message,
+)
 from ..outcome import STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialCollapsed, TrialResult
 from .references import References
 

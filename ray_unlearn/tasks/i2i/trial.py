@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from ...data.base import Splits
-from ...registry import get_method
 from ...i2i.data import I2IData
 from ...i2i.metrics import constant_fill_psnr, reconstruct
 from ...i2i.models import corrupt
 from ...methods.base import Context, Memo, in_memory_memo
 from ...objective import WORST_SCORE, score
+from ...registry import get_method
 from ..guards import check_finite, collapse_message, epoch_reporter, stopped_collapsed, wrecked_message
 from ..outcome import STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialCollapsed, TrialResult
 from .references import I2IReferenceSet, evaluate, gaps
