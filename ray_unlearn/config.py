@@ -98,6 +98,7 @@ class TrainConfig:
 
 
 MIN_POPULATION = 4  # retrained models a per-example spread needs
+UNIVERSAL_WEIGHTS = ("mia_weight", "forget_weight")  # every task has an MIA gap and a forget gap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -519,6 +520,11 @@ def _parse(raw: Any) -> Experiment:
     task_sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in kind.sections.items()}
     sections = {key: from_mapping(cls, raw.get(key), key) for key, cls in _SECTIONS.items()}
     sections["objective"] = _resolve_retained(sections["objective"], kind.retained, task)
+    for weight in (f.name for f in dataclasses.fields(ObjectiveConfig) if f.name.endswith("_weight")):
+        if getattr(sections["objective"], weight) and weight not in UNIVERSAL_WEIGHTS and weight not in kind.weights:
+            raise ConfigError(f"objective.{weight}", f"task {task} has no metric this weight applies to; its weights: "
+                                                     f"{', '.join([*UNIVERSAL_WEIGHTS, *kind.weights])}",
+                              value=getattr(sections["objective"], weight))
     if sections["objective"].population and not kind.per_example_reference:
         raise ConfigError("objective.population", f"task {task} has no per-example reference (example_gap); "
                                                   "leave population and example_weight at 0", value=sections["objective"].population)

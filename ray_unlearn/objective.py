@@ -3,8 +3,10 @@
 `score` is always "higher is better", so sorting by score in MLflow puts the
 winner first whatever the objective:
 - combined: retained - mia_weight * |MIA - MIA_retrain| - forget_weight * |UA - UA_retrain|
-            - confidence_weight * forget_conf_distance (MIA: objective.mia, MIA-Efficacy or MIA-ASR)
+            (MIA: objective.mia, MIA-Efficacy or MIA-ASR)
 - avg_gap:  -avg_gap
+either minus each weighted metric of the task's metric table (confidence_weight * forget_conf_distance,
+example_weight * example_gap)
 - pareto:   the listed metrics, each with its direction, for a multi-objective study
             (score is the combined value, recorded for ranking).
 """
@@ -21,32 +23,39 @@ from .tasks import all_tasks
 WORST_SCORE = -1000.0
 
 
+def _task(objective: ObjectiveConfig):
+    """The task whose `retained` metric the objective uses (config resolved it against the experiment's task)."""
+    return next(t for t in all_tasks() if objective.retained in t.retained)
+
+
 def forget_gap_metric(objective: ObjectiveConfig) -> str:
     """The gap objective.forget_weight multiplies: that of the task whose `retained` metric the objective uses."""
-    return next(t.forget_gap for t in all_tasks() if objective.retained in t.retained)
+    return _task(objective).forget_gap
 
 
 def mia_gap_metric(objective: ObjectiveConfig) -> str:
     """The MIA gap objective.mia names (mia_gap for MIA-Efficacy, mia_asr_gap for MIA-ASR)."""
-    return next(t.mia_gaps[objective.mia] for t in all_tasks() if objective.retained in t.retained)
+    return _task(objective).mia_gaps[objective.mia]
+
+
+def weighted_terms(objective: ObjectiveConfig) -> list[tuple[float, str]]:
+    """(weight, metric) pairs subtracted from either kind of score: the task's metric table says which
+    objective weight multiplies which of its metrics (forget_conf_distance, example_gap)."""
+    return [(getattr(objective, weight), metric) for weight, metric in _task(objective).weights.items() if getattr(objective, weight)]
 
 
 def combined_score(metrics: Mapping[str, float], objective: ObjectiveConfig) -> float:
-    forget_gap = metrics[forget_gap_metric(objective)] if objective.forget_weight else 0.0
-    confidence = metrics["forget_conf_distance"] if objective.confidence_weight else 0.0
-    return (
-        metrics[objective.retained]
-        - objective.mia_weight * metrics[mia_gap_metric(objective)]
-        - (objective.forget_weight * forget_gap if objective.forget_weight else 0.0)
-        - (objective.confidence_weight * confidence if objective.confidence_weight else 0.0)
-    )
+    value = metrics[objective.retained] - objective.mia_weight * metrics[mia_gap_metric(objective)]
+    if objective.forget_weight:
+        value -= objective.forget_weight * metrics[forget_gap_metric(objective)]
+    return value
 
 
 def score(metrics: Mapping[str, float], objective: ObjectiveConfig) -> float:
     """The scalar the sweep maximises; WORST_SCORE if any input is not finite."""
     value = -metrics["avg_gap"] if objective.kind == "avg_gap" else combined_score(metrics, objective)
-    if objective.example_weight:
-        value -= objective.example_weight * metrics["example_gap"]
+    for weight, metric in weighted_terms(objective):
+        value -= weight * metrics[metric]
     return value if math.isfinite(value) else WORST_SCORE
 
 
@@ -62,17 +71,15 @@ def worst_value(direction: str) -> float:
 
 
 def describe(objective: ObjectiveConfig) -> str:
-    example = f" - {objective.example_weight:g} * example_gap" if objective.example_weight else ""
+    extra = "".join(f" - {weight:g} * {metric}" for weight, metric in weighted_terms(objective))
     if objective.kind == "avg_gap":
-        return f"score = -avg_gap{example} (avg_gap: mean |gap| to retrain over UA, RA, val acc, MIA)"
+        return f"score = -avg_gap{extra} (avg_gap: mean |gap| to retrain over UA, RA, val acc, MIA)"
     if objective.kind == "pareto":
         return "pareto front of " + ", ".join(f"{m} ({d})" for m, d in targets(objective))
     text = f"score = {objective.retained} - {objective.mia_weight:g} * {mia_gap_metric(objective)}"
     if objective.forget_weight:
         text += f" - {objective.forget_weight:g} * {forget_gap_metric(objective)}"
-    if objective.confidence_weight:
-        text += f" - {objective.confidence_weight:g} * forget_conf_distance"
-    return text + example
+    return text + extra
 
 
 def dominates(a: Mapping[str, float], b: Mapping[str, float], goals: list[tuple[str, str]]) -> bool:

@@ -109,3 +109,18 @@ def test_a_trial_with_a_population_reports_example_gap_against_it_and_scores_on_
     no_population = dataclasses.replace(refs, example_reference=None)
     plain = parse_experiment({**raw, "objective": {}})
     assert "example_gap" not in run_trial(plain, no_population, {}, seed=0, device=torch.device("cpu")).metrics
+
+
+def test_a_weight_is_refused_where_the_task_reports_no_metric_for_it():
+    i2i = digits_config(task="i2i", model={"arch": "autoencoder"}, method="i2i_kr", objective={"confidence_weight": 1.0})
+    with pytest.raises(ConfigError, match="objective.confidence_weight: task i2i has no metric this weight applies to; "
+                                          "its weights: mia_weight, forget_weight"):
+        parse_experiment(i2i)
+    assert parse_experiment(digits_config(objective={"confidence_weight": 1.0})).objective.confidence_weight == 1.0
+
+
+def test_every_metric_is_ranked_the_way_its_task_declares():
+    from ray_unlearn.config import METRIC_DIRECTIONS
+
+    assert METRIC_DIRECTIONS["backdoor_success"] == "min", "`best --metric backdoor_success` ranks the least backdoored first"
+    assert METRIC_DIRECTIONS["example_gap"] == "min" and METRIC_DIRECTIONS["val_psnr"] == "max"

@@ -16,7 +16,7 @@ import dataclasses
 from ray_unlearn.errors import ConfigError
 from ray_unlearn.hparams import hp
 from ray_unlearn.methods.entry import MethodEntry
-from ray_unlearn.tasks.base import Task
+from ray_unlearn.tasks.base import Metric, Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +30,8 @@ class ToyTask(Task):
                                        "Move the forgotten classes' centroids away.", "none")}
     retained = ("toy_val_acc",)
     forget_gap = "toy_forget_gap"
-    metric_directions = {"toy_val_acc": "max", "toy_forget_acc": "min", "toy_forget_gap": "min", "mia_gap": "min",
-                         "avg_gap": "min"}
+    metrics = (Metric("toy_val_acc", "max"), Metric("toy_forget_acc", "min"), Metric("toy_forget_gap", "min"),
+               Metric("mia_gap", "min"), Metric("avg_gap", "min"))
     trial_columns = ("toy_val_acc", "toy_forget_acc")
     reference_columns = ("toy_val_acc", "toy_forget_acc")
     rank_columns = ("toy_val_acc", "toy_forget_acc", "mia_gap")
@@ -44,7 +44,7 @@ class ToyTask(Task):
     def reference_key(self, exp, splits):
         return "toy-ref"
 
-    def prepare(self, exp, store, device, progress=None, splits=None):
+    def prepare(self, exp, store, device, progress=None, splits=None, runner=None):
         from .run import prepare
 
         return prepare(exp, splits)

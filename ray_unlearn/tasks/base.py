@@ -10,6 +10,7 @@ collapse handling, per-epoch reporting) is in `tasks.outcome` and `tasks.guards`
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 if TYPE_CHECKING:
@@ -19,6 +20,16 @@ Progress = Callable[[str, int, int, dict], None]  # (reference model name, epoch
 Report = Callable[[dict[str, Any]], None]  # a trial's per-epoch metrics, to Tune or a progress bar
 
 
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One figure a task reports: its name, which way is better, and the objective weight (an
+    `objective:` field) that subtracts `weight * value` from the score, if one does."""
+
+    name: str
+    better: str  # "max" | "min"
+    weight: str = ""
+
+
 class Task(abc.ABC):
     """One kind of unlearning: its methods, accepted data and models, references, trials and vocabulary."""
 
@@ -26,7 +37,17 @@ class Task(abc.ABC):
     methods: ClassVar[Mapping[str, Any]]  # its methods by name: methods.entry.MethodEntry (torch-free catalog)
     retained: ClassVar[tuple[str, ...]]  # objective.retained choices; the first is the default
     forget_gap: ClassVar[str]  # the metric objective.forget_weight multiplies
-    metric_directions: ClassVar[Mapping[str, str]]  # its own metrics beside the shared vocabulary: "max" | "min"
+    # its metric table: the one place a metric's direction and objective term are declared
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+    metric_directions: ClassVar[Mapping[str, str]]  # name -> "max" | "min", derived from `metrics`
+    weights: ClassVar[Mapping[str, str]]  # objective weight -> the metric it subtracts, derived from `metrics`
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "metrics" in cls.__dict__:
+            cls.metric_directions = {m.name: m.better for m in cls.metrics}
+            cls.weights = {m.weight: m.name for m in cls.metrics if m.weight}
+        cls.weights = getattr(cls, "weights", {})
     trial_columns: ClassVar[tuple[str, ...]]  # what progress lines show for a trial (after score)
     reference_columns: ClassVar[tuple[str, ...]]  # what the reference table shows per model
     rank_columns: ClassVar[tuple[str, ...]]  # what the ranked trials table shows after rank/run_name/status/score

@@ -13,7 +13,7 @@ from ...methods.catalog import CATALOG
 from ...models.archs import CATALOG as ARCHS
 from ...models.archs import check_arch_name, check_compatible
 from ...schema import unknown_name
-from ..base import Progress, Task
+from ..base import Metric, Progress, Task
 
 
 class ClassificationTask(Task):
@@ -21,31 +21,17 @@ class ClassificationTask(Task):
     methods = CATALOG
     retained = ("val_acc", "test_acc", "retain_acc")
     forget_gap = "ua_gap"
-    metric_directions = {
-        "val_acc": "max",
-        "test_acc": "max",
-        "retain_acc": "max",
-        "forget_acc": "min",
-        "ua": "max",
-        "mia": "max",
-        "mia_gap": "min",
-        "ua_gap": "min",
-        "avg_gap": "min",
-        "test_mia_gap": "min",
-        "test_avg_gap": "min",
-        "seconds": "min",
-        "mia_asr": "max",
-        "mia_asr_gap": "min",
-        "test_mia_asr": "max",
-        "test_mia_asr_gap": "min",
-        "forget_conf_distance": "min",
-        "example_gap": "min",
+    metrics = (
+        Metric("val_acc", "max"), Metric("test_acc", "max"), Metric("retain_acc", "max"), Metric("forget_acc", "min"),
+        Metric("ua", "max"), Metric("mia", "max"), Metric("mia_gap", "min"), Metric("ua_gap", "min"),
+        Metric("avg_gap", "min"), Metric("test_mia_gap", "min"), Metric("test_avg_gap", "min"), Metric("seconds", "min"),
+        Metric("mia_asr", "max"), Metric("mia_asr_gap", "min"), Metric("test_mia_asr", "max"), Metric("test_mia_asr_gap", "min"),
+        Metric("forget_conf_distance", "min", weight="confidence_weight"),
+        Metric("example_gap", "min", weight="example_weight"),
         # the audit (`ray-unlearn audit`), written onto audited runs
-        "audit_score": "max",
-        "audit_forget_quality": "max",
-        "audit_quality_ratio": "max",
-        "audit_auc": "min",
-    }
+        Metric("audit_score", "max"), Metric("audit_forget_quality", "max"), Metric("audit_quality_ratio", "max"),
+        Metric("audit_auc", "min"),
+    )
     mia_gaps = {"efficacy": "mia_gap", "asr": "mia_asr_gap"}
     per_example_reference = True
     trial_columns = ("val_acc", "forget_acc", "mia")
