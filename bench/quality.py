@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write each winner as its YAML's start: point (only where it failed on no held-out seed)")
     parser.add_argument("--audit", type=int, default=0, metavar="N",
                         help="add the audit's F / ceiling and LiRA AUC with N models per population, on the first held-out seed")
+    parser.add_argument("--figure", type=Path, metavar="PNG", help="also draw the tuned rows' held-out Avg Gap beside "
+                                                                  "doing nothing and the noise floor (docs/quality.png)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override the YAMLs' keys for the sweep, e.g. --set objective.confidence_weight=1")
     args = parser.parse_args(argv)
@@ -163,6 +165,14 @@ def main(argv: list[str] | None = None) -> int:
           "test split, mean ± spread, worst seed's Avg Gap\n")
     print(table(rows, columns))
     print("\ntuned points (the sweeps' winners):\n" + "\n".join(f"- {w}" for w in winners))
+    if args.figure:
+        from ray_unlearn.plots import quality_plot
+
+        tuned = [{**r, "row": r["row"].removesuffix(" tuned")} for r in rows if r["row"].endswith(" tuned") and not r["failed"]]
+        named = {r["configuration"]: r for r in rows}
+        quality_plot(tuned, named[ORIGINAL_ROW], named[NOISE_ROW], args.figure,
+                     f"{args.setting}, {what}: held-out seeds {', '.join(map(str, seeds))} (python bench/quality.py)")
+        print(f"wrote {args.figure}")
     print(f"\n(total {time.perf_counter() - started_all:.0f} s)")
     return 0
 

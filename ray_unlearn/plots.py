@@ -123,3 +123,29 @@ def epsilon_histogram(epsilons: Sequence[float], path: Path, title: str, cap: fl
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def quality_plot(rows: Sequence[Mapping[str, Any]], nothing: Mapping[str, Any], floor: Mapping[str, Any], path: Path,
+                 title: str) -> Path:
+    """Held-out Avg Gap per method at a glance: each method's mean ± spread (and its worst seed), beside the
+    lines of doing nothing and of retrain vs retrain (the noise floor); rows are confirm.summarise rows
+    named by `row`, best first."""
+    plt = _pyplot()
+    rows = sorted(rows, key=lambda r: r["test_avg_gap_mean"])
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 2.4))
+    y = list(range(len(rows)))[::-1]
+    ax.barh(y, [r["test_avg_gap_mean"] for r in rows], xerr=[r["test_avg_gap_std"] for r in rows], color="#4c72b0",
+            alpha=0.85, capsize=3, label="mean ± spread over held-out seeds")
+    ax.scatter([r["test_avg_gap_max"] for r in rows], y, marker="|", s=120, color="black", zorder=3, label="worst seed")
+    for value, colour, label in ((nothing["test_avg_gap_mean"], "#c44e52", "doing nothing"),
+                                 (floor["test_avg_gap_mean"], "#55a868", "retrain vs retrain (noise floor)")):
+        ax.axvline(value, color=colour, linestyle="--", linewidth=1.5, label=f"{label}: {value:.2f}")
+    ax.set_yticks(y)
+    ax.set_yticklabels([r["row"] for r in rows])
+    ax.set_xlabel("test Avg Gap to retrain (lower is better)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

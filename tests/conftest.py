@@ -172,6 +172,16 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
 QUALITY_TABLES: list[str] = []  # filled by tests/methods/test_quality.py, printed after the run
 
 
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker hands its tables to the controller
+        session.config.workeroutput["quality_tables"] = list(QUALITY_TABLES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    QUALITY_TABLES.extend(getattr(node, "workeroutput", {}).get("quality_tables", []))
+
+
 def pytest_terminal_summary(terminalreporter):
     for text in QUALITY_TABLES:
         terminalreporter.write_line("")
