@@ -1,24 +1,32 @@
 """One trial of any task, repeated over seeds, and the files it leaves behind.
 
 Used by `ray-unlearn run` (no Ray) and by every Ray Tune trial, so both report the same metrics
-under the same names. What a trial does is its task's (`tasks.get_task(exp.task).run_trial`);
-the statuses, collapse and NaN checks every task shares live in `tasks.outcome` and `tasks.guards`.
+under the same names. The skeleton is the same for every task; what differs is the task's
+(`tasks.get_task(exp.task).trial_setup`); the statuses, collapse and NaN checks live in
+`tasks.outcome` and `tasks.guards`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import statistics
+import time
 from typing import Any, Mapping
 
 import torch
+from torch import nn
 
 from .config import Experiment
 from .errors import MethodError
-from .methods.base import Memo
+from .methods.base import Context, Memo, in_memory_memo
+from .objective import WORST_SCORE
+from .registry import get_method
 from .tasks import get_task
 from .tasks.base import Report
-from .tasks.outcome import STATUS_OK, TrialResult
+from .tasks.guards import check_finite, collapse_message, epoch_reporter, failed, stopped_collapsed, wrecked_message
+from .tasks.outcome import STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialCollapsed, TrialResult
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +42,47 @@ def run_trial(
     memo: Memo | None = None,
     budget_seconds: float | None = None,
 ) -> TrialResult:
-    """Run the method a trial config names with its sampled hyperparameters (plus `fixed`), as its task does."""
-    return get_task(exp.task).run_trial(exp, refs, sampled, seed=seed, device=device, report=report, memo=memo,
-                                        budget_seconds=budget_seconds)
+    """Run the method a trial config names with its sampled hyperparameters (plus `fixed`) on `refs` and
+    evaluate it against the retrain model: one skeleton for every task, which supplies only its part
+    (`Task.trial_setup`: data, evaluation, collapse figure and floor, figures).
+
+    Per-epoch evaluations go to `report` (at most every tune.report_seconds) and stop the trial as
+    collapsed once the model stays wrecked; non-finite weights or outputs make it diverged; a final
+    figure more than objective.max_val_drop below the original's makes it collapsed. Either gets the
+    worst score."""
+    method_name, _ = exp.resolve(sampled)
+    method = get_method(method_name)  # built-in or plugin
+    hp = exp.method_params(sampled)
+    setup = get_task(exp.task).trial_setup(exp, refs, device)
+
+    def scored(model: nn.Module, with_test: bool) -> dict[str, float]:
+        check_finite(model)  # a last step can leave NaN weights behind a finite mean loss
+        return setup.evaluate(model, with_test)
+
+    started = time.perf_counter()
+    on_epoch = epoch_reporter(exp, report, scored, started,
+                              lambda m: wrecked_message(m, setup.collapse_key, setup.floor, setup.floor_what))
+    ctx = Context(device=device, seed=seed, on_epoch=on_epoch, budget_seconds=budget_seconds, memo=memo or in_memory_memo())
+    try:
+        model = method.run(setup.original, setup.data, hp, ctx)
+        seconds = time.perf_counter() - started
+        metrics = scored(model, with_test=True)
+    except FloatingPointError as err:
+        return failed(STATUS_DIVERGED, f"{method_name} diverged: {err}", hp)
+    except TrialCollapsed as stop:
+        return stopped_collapsed(stop, hp, started)
+    metrics.update(ctx.extras)
+    metrics["seconds"] = seconds
+    if not all(math.isfinite(metrics[k]) for k in setup.finite_keys):
+        return failed(STATUS_DIVERGED, f"non-finite {', '.join(setup.finite_keys)}", hp)
+    status, message = STATUS_OK, ""
+    if collapsed := collapse_message(exp, metrics, refs.original_metrics, key=setup.collapse_key, unit=setup.unit):
+        status, message = STATUS_COLLAPSED, collapsed
+        metrics["score"] = WORST_SCORE
+    if ctx.stopped_reason:
+        message = (message + "; " if message else "") + ctx.stopped_reason
+    figures = setup.figures(model) if setup.figures is not None else {}
+    return TrialResult(metrics, status, message, model, dataclasses.asdict(hp), figures)
 
 
 def run_repeats(

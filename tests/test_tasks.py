@@ -49,10 +49,10 @@ class ToyTask(Task):
 
         return prepare(exp, splits)
 
-    def run_trial(self, exp, refs, sampled, *, seed, device, report=None, memo=None, budget_seconds=None):
-        from .run import run_trial
+    def trial_setup(self, exp, refs, device):
+        from .run import trial_setup
 
-        return run_trial(exp, refs, sampled, seed=seed)
+        return trial_setup(exp, refs)
 '''
 
 TOY_METHOD = '''
@@ -94,9 +94,9 @@ import math
 import torch
 
 from ray_unlearn.data import load_splits
-from ray_unlearn.methods.base import Context, UnlearnData
+from ray_unlearn.methods.base import UnlearnData
 from ray_unlearn.objective import score
-from ray_unlearn.tasks.outcome import STATUS_OK, TrialResult
+from ray_unlearn.tasks.base import TrialSetup
 
 from .method import Centroids, Move
 
@@ -127,17 +127,20 @@ def prepare(exp, splits=None):
     return ToyReferences("toy-ref", splits, original, measure(original, splits), measure(retrain, splits)), ["original", "retrain"]
 
 
-def run_trial(exp, refs, sampled, *, seed):
-    hp = exp.method_params(sampled)
+def trial_setup(exp, refs):
     splits = refs.splits
+
+    def scored(model, with_test):
+        m = measure(model, splits)
+        m["toy_forget_gap"] = abs(m["toy_forget_acc"] - refs.retrain_metrics["toy_forget_acc"])
+        m["mia_gap"] = 0.0
+        m["avg_gap"] = (m["toy_forget_gap"] + abs(m["toy_val_acc"] - refs.retrain_metrics["toy_val_acc"])) / 2
+        m["score"] = score(m, exp.objective)
+        return m
+
     data = UnlearnData(forget=splits.forget, retain=splits.retain, num_classes=splits.info.num_classes, input_range=None)
-    model = Move().run(refs.original, data, hp, Context(seed=seed))
-    m = measure(model, splits)
-    m["toy_forget_gap"] = abs(m["toy_forget_acc"] - refs.retrain_metrics["toy_forget_acc"])
-    m["mia_gap"] = 0.0
-    m["avg_gap"] = (m["toy_forget_gap"] + abs(m["toy_val_acc"] - refs.retrain_metrics["toy_val_acc"])) / 2
-    m["score"] = score(m, exp.objective)
-    return TrialResult(m, STATUS_OK, "", model, dataclasses.asdict(hp))
+    return TrialSetup(data=data, original=refs.original, evaluate=scored, collapse_key="toy_val_acc",
+                      floor=100.0 / splits.info.num_classes, floor_what="chance", finite_keys=("toy_val_acc",))
 '''
 
 CONFIG = """

@@ -3,7 +3,7 @@
 Everything above the tasks (config, trial, search, tracking, workflow, commands) asks the
 experiment's task, never its name. A task declares, without importing torch, what config
 validation and the tables need; it does its torch work (references, trials) in its own modules,
-imported only when `prepare` or `run_trial` is called. Shared trial machinery (statuses, NaN and
+imported only when `prepare` or `trial_setup` is called. Shared trial machinery (statuses, NaN and
 collapse handling, per-epoch reporting) is in `tasks.outcome` and `tasks.guards`, below every task.
 """
 
@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
-
-if TYPE_CHECKING:
-    from .outcome import TrialResult
+from typing import Any, Callable, ClassVar, Mapping
 
 Progress = Callable[[str, int, int, dict], None]  # (reference model name, epoch, epochs, logs)
 Report = Callable[[dict[str, Any]], None]  # a trial's per-epoch metrics, to Tune or a progress bar
+
+
+@dataclasses.dataclass
+class TrialSetup:
+    """A task's part of a trial; `ray_unlearn.trial.run_trial` does the rest the same way for every task
+    (resolve the method, run it with per-epoch reports, NaN and collapse checks, the result)."""
+
+    data: Any  # what the method reads (methods.base.UnlearnData, i2i.data.I2IData)
+    original: Any  # the model the method starts from (a fresh copy of the original)
+    evaluate: Callable[[Any, bool], dict[str, float]]  # (model, with_test) -> metrics with `score`
+    collapse_key: str  # the figure judged against objective.max_val_drop and, per epoch, against `floor`
+    floor: float  # a model at or below it is wrecked (no better than `floor_what`)
+    floor_what: str
+    finite_keys: tuple[str, ...]  # final figures that must be finite (else the trial diverged)
+    unit: str = ""  # of `collapse_key`, for messages
+    figures: Callable[[Any], dict[str, bytes]] | None = None  # PNGs for the trial's MLflow run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +90,10 @@ class Task(abc.ABC):
         `objective.population`) where the task has them: Ray tasks in a sweep, in-process otherwise."""
 
     @abc.abstractmethod
-    def run_trial(self, exp: Any, refs: Any, sampled: Mapping[str, Any], *, seed: int, device: Any,
-                  report: Report | None = None, memo: Any = None,
-                  budget_seconds: float | None = None) -> "TrialResult":
-        """Run the method a trial config names on `refs` and evaluate it against the retrain model:
-        metrics (with `score`), status, and the figures the trial's MLflow run receives."""
+    def trial_setup(self, exp: Any, refs: Any, device: Any) -> "TrialSetup":
+        """What differs between tasks in a trial (the skeleton is `ray_unlearn.trial.run_trial`): the data the
+        method reads, the model it starts from, the evaluation against the retrain model, the figure judged
+        for collapse and its floor, and the figures the trial's MLflow run receives."""
 
     # --- optional: the many-model audit (`ray-unlearn audit`, docs/metrics.md#the-audit) ----------
 

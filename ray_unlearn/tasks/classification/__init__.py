@@ -73,11 +73,10 @@ class ClassificationTask(Task):
             trained += attach_example_reference(exp, refs, store, device, runner)
         return refs, trained
 
-    def run_trial(self, exp: Any, refs: Any, sampled: Mapping[str, Any], *, seed: int, device: Any,
-                  report: Callable[[dict], None] | None = None, memo: Any = None, budget_seconds: float | None = None) -> Any:
-        from .trial import run_trial
+    def trial_setup(self, exp: Any, refs: Any, device: Any) -> Any:
+        from .trial import trial_setup
 
-        return run_trial(exp, refs, sampled, seed=seed, device=device, report=report, memo=memo, budget_seconds=budget_seconds)
+        return trial_setup(exp, refs, device)
 
     def audit(self, exp: Any, refs: Any, configurations: Any, *, models: int, cache_root: str, runner: Any,
               device: Any) -> Any:

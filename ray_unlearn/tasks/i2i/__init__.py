@@ -62,8 +62,8 @@ class I2ITask(Task):
 
         return prepare_references(exp, store, device, progress, splits)
 
-    def run_trial(self, exp: Any, refs: Any, sampled: Mapping[str, Any], *, seed: int, device: Any,
-                  report: Callable[[dict], None] | None = None, memo: Any = None, budget_seconds: float | None = None) -> Any:
-        from .trial import run_i2i_trial
+    def trial_setup(self, exp: Any, refs: Any, device: Any) -> Any:
+        from .trial import trial_setup
 
-        return run_i2i_trial(exp, refs, sampled, seed=seed, device=device, report=report, memo=memo, budget_seconds=budget_seconds)
+        return trial_setup(exp, refs, device)
+

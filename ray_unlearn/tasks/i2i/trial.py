@@ -1,12 +1,9 @@
-"""One `task: i2i` trial: the method on I2IData, metrics against the retrain model, a reconstruction grid."""
+"""A `task: i2i` trial's part (the skeleton is ray_unlearn.trial.run_trial): I2IData, its metrics, a reconstruction grid."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import math
-import time
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,25 +12,17 @@ from ...data.base import Splits
 from ...i2i.data import I2IData
 from ...i2i.metrics import constant_fill_psnr, reconstruct
 from ...i2i.models import corrupt
-from ...methods.base import Context, Memo, in_memory_memo
-from ...objective import WORST_SCORE, score
-from ...registry import get_method
-from ..guards import check_finite, collapse_message, epoch_reporter, stopped_collapsed, wrecked_message
-from ..outcome import STATUS_COLLAPSED, STATUS_DIVERGED, STATUS_OK, TrialCollapsed, TrialResult
+from ...objective import score
+from ..base import TrialSetup
 from .references import I2IReferenceSet, evaluate, gaps
 
 
-def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *, seed: int, device: torch.device,
-                  report: Callable | None = None, memo: Memo | None = None, budget_seconds: float | None = None) -> Any:
-    """One I2I trial: the method on I2IData, metrics against the retrain model, a reconstruction grid."""
-    method_name, _ = exp.resolve(sampled)
-    method = get_method(method_name)  # built-in or plugin
-    hp = exp.method_params(sampled)
+def trial_setup(exp: Any, refs: I2IReferenceSet, device: torch.device) -> TrialSetup:
+    """An i2i trial's part: I2IData, the original, metrics against the retrain model, val_psnr judged for
+    collapse against filling the masked block with the mean pixel, a reconstruction grid."""
     splits = refs.splits.to(device)
-    original, retrain = refs.model("original", device), refs.model("retrain", device)
-    data = I2IData(forget=splits.forget, retain=splits.retain, divergence_scale=refs.divergence_scale)
+    original = refs.model("original", device)
     common = {"seed": exp.data.seed, "backdoor": refs.backdoor, "poisoned_idx": refs.poisoned_idx.to(device)}
-    started = time.perf_counter()
 
     def scored(model: nn.Module, with_test: bool) -> dict[str, float]:
         m = evaluate(model, splits, original, with_test=with_test, **common)
@@ -42,25 +31,13 @@ def run_i2i_trial(exp: Any, refs: I2IReferenceSet, sampled: Mapping[str, Any], *
         m["score"] = score(m, exp.objective)
         return m
 
-    floor = constant_fill_psnr(splits.val.x)
-    on_epoch = epoch_reporter(exp, report, scored, started, lambda m: wrecked_message(m, "val_psnr", floor, "filling the block with the mean pixel"))
-    ctx = Context(device=device, seed=seed, on_epoch=on_epoch, budget_seconds=budget_seconds, memo=memo or in_memory_memo())
-    try:
-        model = method.run(original, data, hp, ctx)
-        check_finite(model)  # NaN weights can hide behind a finite last loss
-    except FloatingPointError as err:
-        return TrialResult({"score": WORST_SCORE}, STATUS_DIVERGED, f"{method_name} diverged: {err}", None, dataclasses.asdict(hp))
-    except TrialCollapsed as stop:
-        return stopped_collapsed(stop, hp, started)
-    seconds = time.perf_counter() - started
-    metrics = {**scored(model, with_test=True), **ctx.extras, "seconds": seconds}
-    status, message = STATUS_OK, ctx.stopped_reason or ""
-    if not all(math.isfinite(metrics[k]) for k in ("retain_psnr", "val_psnr")):
-        status, metrics["score"] = STATUS_DIVERGED, WORST_SCORE
-    if status == STATUS_OK and (reason := collapse_message(exp, metrics, refs.original_metrics, key="val_psnr", unit=" dB")):
-        status, metrics["score"], message = STATUS_COLLAPSED, WORST_SCORE, reason
-    figures = {"reconstructions.png": reconstruction_grid(original, retrain, model, splits)}
-    return TrialResult(metrics, status, message, model, dataclasses.asdict(hp), figures)
+    def figures(model: nn.Module) -> dict[str, bytes]:
+        return {"reconstructions.png": reconstruction_grid(original, refs.model("retrain", device), model, splits)}
+
+    data = I2IData(forget=splits.forget, retain=splits.retain, divergence_scale=refs.divergence_scale)
+    return TrialSetup(data=data, original=original, evaluate=scored, collapse_key="val_psnr", unit=" dB",
+                      floor=constant_fill_psnr(splits.val.x), floor_what="filling the block with the mean pixel",
+                      finite_keys=("retain_psnr", "val_psnr"), figures=figures)
 
 
 def reconstruction_grid(original: nn.Module, retrain: nn.Module, unlearned: nn.Module, splits: Splits, n: int = 8) -> bytes:
