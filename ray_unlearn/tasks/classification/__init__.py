@@ -6,7 +6,7 @@ This module imports no torch: config validation reads it. References and trials 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ...errors import ConfigError
 from ...methods.catalog import CATALOG

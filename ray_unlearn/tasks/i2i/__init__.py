@@ -9,7 +9,7 @@ This module imports no torch: config validation reads it. References and trials 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ...errors import ConfigError
 from ...i2i.catalog import CATALOG
