@@ -31,7 +31,7 @@ def _plugin_entry(ep: Any, obj: Any) -> MethodEntry | None:
         return obj
     try:
         return MethodEntry(obj.name, getattr(obj, "task", "classification"), obj.Params, plugins.target(ep),
-                           obj.summary, getattr(obj, "paper", ""), getattr(obj, "uses_retain", True))
+                           obj.summary, getattr(obj, "paper", ""), getattr(obj, "uses_retain", True), dict(getattr(obj, "quick", {})))
     except AttributeError as err:
         plugins.reject("ray_unlearn.methods", ep, f"is not a Method subclass (missing {err.name or err})")
         return None

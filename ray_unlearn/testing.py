@@ -59,12 +59,11 @@ def _state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def check_method(method_cls: type[Method], **hyperparameters: Any) -> None:
-    """Assert the Method contract for `method_cls` with its defaults plus `hyperparameters`
-    (default: at most 2 epochs, and cheap attack settings where it has them)."""
+    """Assert the Method contract for `method_cls` with its defaults, its declared `quick` settings (what
+    makes a test run cheap: few epochs, a cheap attack) and `hyperparameters`."""
     torch.set_num_threads(1)
     names = {f.name for f in dataclasses.fields(method_cls.Params)}
-    quick = {k: v for k, v in {"epochs": 2, "steps": 10, "epsilon": 0.1}.items() if k in names}
-    hp = make_params(method_cls.Params, {**quick, **hyperparameters}, path=method_cls.name)
+    hp = make_params(method_cls.Params, {**getattr(method_cls, "quick", {}), **hyperparameters}, path=method_cls.name)
     _, data, _ = _problem()
     name = method_cls.name
 

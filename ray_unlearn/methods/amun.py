@@ -38,9 +38,6 @@ def adversarial_set(model: nn.Module, data: UnlearnData, hp: AmunParams, ctx: Co
 
 class Amun(Method):
     name = "amun"
-    summary = "Fine-tune on the forget set plus its nearest adversarial examples labelled with the wrong class."
-    paper = "Ebrahimpour-Boroojeny et al., AMUN: Adversarial Machine UNlearning (arXiv 2503.00917)"
-    Params = AmunParams
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: AmunParams, ctx: Context) -> nn.Module:
         adv = adversarial_set(model, data, hp, ctx)
@@ -74,11 +71,7 @@ class Amun(Method):
 
 class AmunSalUn(Amun):
     name = "amun_salun"
-    summary = "AMUN with gradients masked to the weights most salient to the forget loss (SalUn mask)."
-    Params = AmunSalUnParams
 
 
 class AmunNoRetain(Amun):
     name = "amun_no_retain"
-    summary = "AMUN without a retain set: fine-tune on the forget set and its adversarial examples only."
-    uses_retain = False

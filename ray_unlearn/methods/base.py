@@ -3,7 +3,7 @@
 A method gets a copy of the original model, the forget set and (unless it
 declares `uses_retain = False`) the retain set, never validation or test
 data; it reports per-epoch progress through `ctx` and is deterministic for a
-fixed `ctx.seed` on CPU. Adding a method = one file + one registry line.
+fixed `ctx.seed` on CPU. Adding a method: its declaration (methods/params.py), its module, a YAML.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from torch import nn
 from ..data.base import TensorSet
 from ..errors import MethodError
 from ..hparams import make_params
-from .params import SGDParams  # noqa: F401 - re-exported: methods subclass it from here
+from .entry import DECLARED
+from .params import SGDParams  # noqa: F401 - re-exported (and its declarations fill DECLARED)
 
 EpochHook = Callable[[int, nn.Module, dict], "bool | None"]
 Memo = Callable[[str, Mapping[str, Any], Callable[[], dict[str, torch.Tensor]]], dict[str, torch.Tensor]]
@@ -88,7 +89,10 @@ class Context:
 
 
 class Method(abc.ABC):
-    """Base class of every unlearning method."""
+    """Base class of every unlearning method.
+
+    A built-in method names itself (`name`); the rest comes from its declaration (`entry.method` on
+    its Params). A plugin's method declares it all on the class."""
 
     name: ClassVar[str]
     summary: ClassVar[str]  # one line for `ray-unlearn methods`
@@ -96,6 +100,15 @@ class Method(abc.ABC):
     Params: ClassVar[type]
     uses_retain: ClassVar[bool] = True
     task: ClassVar[str] = "classification"  # or "i2i": which experiments the method serves
+    quick: ClassVar[Mapping[str, Any]] = {}  # hyperparameters that make a test run cheap (ray_unlearn.testing)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        entry = DECLARED.get(cls.__dict__.get("name", ""))
+        if entry is not None:
+            for attr in ("task", "Params", "summary", "paper", "uses_retain", "quick"):
+                if attr not in cls.__dict__:
+                    setattr(cls, attr, getattr(entry, attr))
 
     @abc.abstractmethod
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: Any, ctx: Context) -> nn.Module:

@@ -11,9 +11,6 @@ from .params import FineTuneParams
 
 class FineTune(Method):
     name = "finetune"
-    summary = "Fine-tune the original model on the retain set only (catastrophic forgetting)."
-    paper = "Warnecke et al., Machine Unlearning of Features and Labels (NDSS 2023); baseline in SalUn / AMUN"
-    Params = FineTuneParams
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: FineTuneParams, ctx: Context) -> nn.Module:
         retain = data.retain

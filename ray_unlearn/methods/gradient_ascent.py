@@ -23,10 +23,6 @@ def negative_ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 class GradientAscent(Method):
     name = "gradient_ascent"
-    summary = "Maximise the loss on the forget set (minimise -CE), nothing else."
-    paper = "Thudi et al., Unrolling SGD (EuroS&P 2022); Jia et al., Unlearn-Sparse (NeurIPS 2023) settings"
-    Params = GradientAscentParams
-    uses_retain = False
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: GradientAscentParams, ctx: Context) -> nn.Module:
         forget = data.forget

@@ -20,9 +20,6 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
 
 class L1Sparse(Method):
     name = "l1_sparse"
-    summary = "Fine-tune on the retain set with an L1 penalty that decays linearly to zero."
-    paper = "Jia et al., Model Sparsity Can Simplify Machine Unlearning (NeurIPS 2023)"
-    Params = L1SparseParams
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: L1SparseParams, ctx: Context) -> nn.Module:
         spec = hp.optim(hp.lr)

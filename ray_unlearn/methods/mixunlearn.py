@@ -211,9 +211,6 @@ def _pair_different_class(labels_f: torch.Tensor, labels_r: torch.Tensor, perm: 
 
 class MixUnlearn(Method):
     name = "mixunlearn"
-    summary = "Adversarial mixup: a MixBlock mixes forget and retain samples against an EMA unlearner; contrastive losses (labels)."
-    paper = "Adversarial Mixup Unlearning, MixUnlearn (arXiv 2502.10288, ICLR 2025)"
-    Params = MixUnlearnParams
     use_labels = True
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: MixUnlearnParams, ctx: Context) -> nn.Module:
@@ -276,5 +273,4 @@ def _cycle_indices(n: int, size: int, generator: torch.Generator, device: torch.
 
 class MixUnlearnAgnostic(MixUnlearn):
     name = "mixunlearn_agnostic"
-    summary = "MixUnlearn without labels: targets are the original model's sharpened predictions."
     use_labels = False

@@ -26,9 +26,6 @@ def cycle(data: TensorSet, batch_size: int, generator: torch.Generator) -> Itera
 
 class NegGradPlus(Method):
     name = "neggrad_plus"
-    summary = "Joint step: beta * CE on retain minus (1 - beta) * CE on forget."
-    paper = "Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023), NegGrad+ baseline"
-    Params = NegGradPlusParams
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: NegGradPlusParams, ctx: Context) -> nn.Module:
         # a separate stream for the forget batches, so the retain order matches fine-tuning's

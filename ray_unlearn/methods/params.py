@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..hparams import hp
+from .entry import method
 
 if TYPE_CHECKING:
     from ..train import OptimSpec
@@ -36,6 +37,10 @@ class SGDParams:
         return OptimSpec(lr=lr, optimizer=self.optimizer, momentum=self.momentum, weight_decay=self.weight_decay, **changes)
 
 
+@method("retrain", task="classification", target="ray_unlearn.methods.retrain:Retrain",
+        summary='Train a fresh model on the retain set only (exact unlearning; the gold standard).',
+        paper='Reference in every unlearning paper (e.g. SalUn, AMUN, MixUnlearn)',
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class RetrainParams(SGDParams):
     lr: float = hp(0.05, gt=0.0, low=1e-3, high=0.2, log=True, help="SGD learning rate (cosine schedule)")
@@ -43,18 +48,31 @@ class RetrainParams(SGDParams):
     batch_size: int = hp(64, ge=1, help="mini-batch size")
 
 
+@method("finetune", task="classification", target="ray_unlearn.methods.finetune:FineTune",
+        summary='Fine-tune the original model on the retain set only (catastrophic forgetting).',
+        paper='Warnecke et al., Machine Unlearning of Features and Labels (NDSS 2023); baseline in SalUn / AMUN',
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class FineTuneParams(SGDParams):
     lr: float = hp(0.01, gt=0.0, low=1e-3, high=1e-1, log=True, help="SGD learning rate")
     epochs: int = hp(10, ge=1, grid=(5, 10, 20), help="passes over the retain set")
 
 
+@method("gradient_ascent", task="classification", target="ray_unlearn.methods.gradient_ascent:GradientAscent",
+        summary='Maximise the loss on the forget set (minimise -CE), nothing else.',
+        paper='Thudi et al., Unrolling SGD (EuroS&P 2022); Jia et al., Unlearn-Sparse (NeurIPS 2023) settings',
+        uses_retain=False,
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class GradientAscentParams(SGDParams):
     lr: float = hp(1e-4, gt=0.0, low=1e-6, high=1e-3, log=True, help="SGD learning rate")
     epochs: int = hp(5, ge=1, low=1, high=10, help="ascent passes over the forget set")
 
 
+@method("neggrad_plus", task="classification", target="ray_unlearn.methods.neggrad_plus:NegGradPlus",
+        summary='Joint step: beta * CE on retain minus (1 - beta) * CE on forget.',
+        paper='Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023), NegGrad+ baseline',
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class NegGradPlusParams(SGDParams):
     beta: float = hp(0.95, ge=0.0, le=1.0, low=0.5, high=0.999, help="weight of the retain loss (1 - beta on the forget loss)")
@@ -62,6 +80,10 @@ class NegGradPlusParams(SGDParams):
     epochs: int = hp(10, ge=1, low=3, high=10, help="passes over the retain set")
 
 
+@method("random_label", task="classification", target="ray_unlearn.methods.random_label:RandomLabel",
+        summary='Fine-tune on the forget set with random labels, interleaved with the retain set.',
+        paper='Golatkar et al. (CVPR 2020) baseline; SalUn (Fan et al., ICLR 2024) and AMUN loops',
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class RandomLabelParams(SGDParams):
     lr: float = hp(0.01, gt=0.0, low=1e-3, high=5e-2, log=True, help="SGD learning rate")
@@ -70,6 +92,10 @@ class RandomLabelParams(SGDParams):
     mode: str = hp("sequential", choices=("sequential", "mixed"), help="sequential (SalUn) or mixed (AMUN) passes")
 
 
+@method("l1_sparse", task="classification", target="ray_unlearn.methods.l1_sparse:L1Sparse",
+        summary='Fine-tune on the retain set with an L1 penalty that decays linearly to zero.',
+        paper='Jia et al., Model Sparsity Can Simplify Machine Unlearning (NeurIPS 2023)',
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class L1SparseParams(SGDParams):
     gamma: float = hp(5e-4, ge=0.0, low=1e-6, high=1e-3, log=True, help="initial L1 weight, decayed linearly to 0")
@@ -77,6 +103,10 @@ class L1SparseParams(SGDParams):
     epochs: int = hp(10, ge=1, low=5, high=15, help="passes over the retain set")
 
 
+@method("salun", task="classification", target="ray_unlearn.methods.salun:SalUn",
+        summary='Random labelling that updates only the weights most salient to the forget loss.',
+        paper='Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency (ICLR 2024)',
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class SalUnParams(RandomLabelParams):
     # SalUn's official default (`--batch_size 256`), also used for the saliency pass; AMUN's code uses 128.
@@ -85,6 +115,10 @@ class SalUnParams(RandomLabelParams):
     mask_ratio: float = hp(0.5, gt=0.0, le=1.0, low=0.1, high=0.9, help="fraction r of weights (by saliency) that may change")
 
 
+@method("scrub", task="classification", target="ray_unlearn.methods.scrub:Scrub",
+        summary='Student-teacher: maximise divergence from the original on forget, minimise it (plus CE) on retain.',
+        paper='Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023)',
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class ScrubParams(SGDParams):
     lr: float = hp(5e-4, gt=0.0, low=1e-5, high=1e-2, log=True, help="SGD learning rate")
@@ -97,6 +131,15 @@ class ScrubParams(SGDParams):
     lr_milestones: tuple[int, ...] = hp((3, 5, 9), ge=1, help="epochs after which lr is multiplied by 0.1 (official lr_decay_epochs)")
 
 
+@method("amun", task="classification", target="ray_unlearn.methods.amun:Amun",
+        summary='Fine-tune on the forget set plus its nearest adversarial examples labelled with the wrong class.',
+        paper='Ebrahimpour-Boroojeny et al., AMUN: Adversarial Machine UNlearning (arXiv 2503.00917)',
+        quick={'epochs': 2, 'steps': 10, 'epsilon': 0.1})
+@method("amun_no_retain", task="classification", target="ray_unlearn.methods.amun:AmunNoRetain",
+        summary='AMUN without a retain set: fine-tune on the forget set and its adversarial examples only.',
+        paper='Ebrahimpour-Boroojeny et al., AMUN: Adversarial Machine UNlearning (arXiv 2503.00917)',
+        uses_retain=False,
+        quick={'epochs': 2, 'steps': 10, 'epsilon': 0.1})
 @dataclasses.dataclass(frozen=True)
 class AmunParams(SGDParams):
     epsilon: float = hp(0.04, gt=0.0, low=0.005, high=0.5, log=True, help="initial L2 PGD radius eps0 in pixel space")
@@ -108,11 +151,23 @@ class AmunParams(SGDParams):
     epochs: int = hp(10, ge=1, low=3, high=20, help="fine-tuning epochs")
 
 
+@method("amun_salun", task="classification", target="ray_unlearn.methods.amun:AmunSalUn",
+        summary='AMUN with gradients masked to the weights most salient to the forget loss (SalUn mask).',
+        paper='Ebrahimpour-Boroojeny et al., AMUN: Adversarial Machine UNlearning (arXiv 2503.00917)',
+        quick={'epochs': 2, 'steps': 10, 'epsilon': 0.1})
 @dataclasses.dataclass(frozen=True)
 class AmunSalUnParams(AmunParams):
     mask_ratio: float = hp(0.5, gt=0.0, le=1.0, low=0.1, high=0.9, help="SalUn mask: fraction r of weights that may change")
 
 
+@method("mixunlearn", task="classification", target="ray_unlearn.methods.mixunlearn:MixUnlearn",
+        summary='Adversarial mixup: a MixBlock mixes forget and retain samples against an EMA unlearner; contrastive losses (labels).',
+        paper='Adversarial Mixup Unlearning, MixUnlearn (arXiv 2502.10288, ICLR 2025)',
+        quick={'epochs': 2})
+@method("mixunlearn_agnostic", task="classification", target="ray_unlearn.methods.mixunlearn:MixUnlearnAgnostic",
+        summary="MixUnlearn without labels: targets are the original model's sharpened predictions.",
+        paper='Adversarial Mixup Unlearning, MixUnlearn (arXiv 2502.10288, ICLR 2025)',
+        quick={'epochs': 2})
 @dataclasses.dataclass(frozen=True)
 class MixUnlearnParams:
     alpha: float = hp(0.75, gt=0.0, low=0.1, high=4.0, log=True, help="mixup strength: lambda ~ Beta(alpha, alpha)")

@@ -55,9 +55,6 @@ def relabelled_source(data: UnlearnData, hp: RandomLabelParams, ctx: Context) ->
 
 class RandomLabel(Method):
     name = "random_label"
-    summary = "Fine-tune on the forget set with random labels, interleaved with the retain set."
-    paper = "Golatkar et al. (CVPR 2020) baseline; SalUn (Fan et al., ICLR 2024) and AMUN loops"
-    Params = RandomLabelParams
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: RandomLabelParams, ctx: Context) -> nn.Module:
         fit(model, relabelled_source(data, hp, ctx), hp.optim(hp.lr), epochs=hp.epochs, on_epoch=ctx.epoch_hook(model))

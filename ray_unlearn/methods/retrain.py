@@ -26,9 +26,6 @@ def reinitialise(model: nn.Module, seed: int) -> None:
 
 class Retrain(Method):
     name = "retrain"
-    summary = "Train a fresh model on the retain set only (exact unlearning; the gold standard)."
-    paper = "Reference in every unlearning paper (e.g. SalUn, AMUN, MixUnlearn)"
-    Params = RetrainParams
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: RetrainParams, ctx: Context) -> nn.Module:
         reinitialise(model, ctx.seed)

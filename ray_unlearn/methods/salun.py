@@ -13,9 +13,6 @@ from .saliency import SaliencyMask
 
 class SalUn(Method):
     name = "salun"
-    summary = "Random labelling that updates only the weights most salient to the forget loss."
-    paper = "Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency (ICLR 2024)"
-    Params = SalUnParams
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: SalUnParams, ctx: Context) -> nn.Module:
         mask = SaliencyMask(model, data.forget, hp.mask_ratio, hp.batch_size)

@@ -32,9 +32,6 @@ def distill_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tenso
 
 class Scrub(Method):
     name = "scrub"
-    summary = "Student-teacher: maximise divergence from the original on forget, minimise it (plus CE) on retain."
-    paper = "Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023)"
-    Params = ScrubParams
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: ScrubParams, ctx: Context) -> nn.Module:
         teacher = copy.deepcopy(model).eval()
