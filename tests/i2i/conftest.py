@@ -2,7 +2,8 @@
 
 Class-wise forgetting of digit 0 (the strong-signal setting, docs/references.md#forget-kinds),
 with the backdoor audit planted in half of D_f. 25 epochs instead of 100 keep
-the session fast; the original still learns the backdoor (> 80 %).
+the session fast; the original still learns the backdoor (> 80 %). They are stored in the
+session's reference cache, so a sweep of the same data and recipe (test_sweep.py) loads them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ray_unlearn.cache import Store
 from ray_unlearn.config import DataConfig, ForgetConfig
 from ray_unlearn.data import load_splits
 from ray_unlearn.i2i import I2IRecipe, I2IReferences, prepare_i2i
@@ -18,10 +20,10 @@ EPOCHS = 25
 
 
 @pytest.fixture(scope="session")
-def refs() -> I2IReferences:
+def refs(cache_dir) -> I2IReferences:
     torch.set_num_threads(1)
     splits = load_splits(DataConfig(dataset="digits", forget=ForgetConfig(kind="class", classes=(0,)), seed=0))
-    return prepare_i2i(splits, I2IRecipe(epochs=EPOCHS, seed=0))
+    return prepare_i2i(splits, I2IRecipe(epochs=EPOCHS, seed=0), store=Store(cache_dir))
 
 
 @pytest.fixture(scope="session")
