@@ -8,7 +8,7 @@ class setting), i2i_noise and i2i_finetune unlearn. Test-split figures;
 KR's divergence scale comes from the validation split. Time is a ratio to
 the retrain model's training measured in the same process.
 
-    python bench/i2i.py                          # 100-epoch references, 1 seed (~3 min on 2 cores)
+    python bench/i2i.py                          # 100-epoch references, 1 seed (~6 min on 2 shared cores)
     python bench/i2i.py --epochs 30 --settings class --seeds 0,1,2
 """
 
