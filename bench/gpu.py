@@ -65,7 +65,7 @@ import ray_unlearn.methods.amun as amun_module  # noqa: E402
 import ray_unlearn.methods.base as method_base  # noqa: E402
 import ray_unlearn.tasks.classification.audit as audit_module  # noqa: E402
 import ray_unlearn.tasks.classification.references as references_module  # noqa: E402
-import ray_unlearn.tasks.classification.trial as trial_module  # noqa: E402
+import ray_unlearn.tasks.classification.trial as trial_module  # noqa: E402  (its evaluation is timed)
 import ray_unlearn.train as train_module  # noqa: E402
 from ray_unlearn.cache import Store  # noqa: E402
 from ray_unlearn.config import Experiment, load_experiment  # noqa: E402
@@ -75,6 +75,7 @@ from ray_unlearn.data.split import make_splits  # noqa: E402
 from ray_unlearn.models import build_model  # noqa: E402
 from ray_unlearn.progress import table  # noqa: E402
 from ray_unlearn.train import OptimSpec, batches, fit, pick_device, place_data, place_model  # noqa: E402
+from ray_unlearn.trial import run_trial  # noqa: E402
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 SPEC = OptimSpec(lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -368,7 +369,7 @@ def phased_trial(exp: Experiment, refs: Any, sampled: dict, device: torch.device
     with timer_of(amun_module, "pgd_l2_nearest", attack, device), patched(amun_module, "pgd_l2_nearest", counting), \
             timer_of(trial_module, "evaluate", evals, device), timer_of(method_base.Method, "run", runs, device), \
             timer_of(train_module, "train_epoch", epochs, device):
-        result = trial_module.run_trial(exp, refs, sampled, seed=0, device=device, memo=store.memo(refs.key),
+        result = run_trial(exp, refs, sampled, seed=0, device=device, memo=store.memo(refs.key),
                                         report=lambda metrics: None)  # as under Tune: per-epoch evaluations
     wall = time.perf_counter() - start
     if result.status != "ok":

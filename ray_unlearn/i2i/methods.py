@@ -28,7 +28,7 @@ from ..train import OptimSpec, batches, fit, make_optimizer, train_epoch
 from .data import I2IData
 from .metrics import reconstruct
 from .models import corrupt
-from .params import I2IFineTuneParams, I2INoiseParams, I2IKRParams
+from .params import I2IFineTuneParams, I2IKRParams, I2INoiseParams
 from .references import reconstruction_loss
 
 GRAD_CLIP_NORM = 1.0  # phase-1 gradient-norm clip (METHODS.md §6)

@@ -42,5 +42,5 @@ def test_ray_job_submit_runs_a_sweep_logged_to_the_tracking_server(head, tmp_pat
     assert len(parents) == 1 and len(children) == 2
     assert all(c.data.tags[PARENT] == parents[0].info.run_id for c in children)
     assert all("score" in c.data.metrics and c.data.tags[STATUS] == "ok" and c.info.status == "FINISHED" for c in children)
-    sweeps = [p for p in storage.iterdir() if p.is_dir()]
+    sweeps = [p for p in storage.iterdir() if p.is_dir() and not p.name.startswith(".")]  # .locks: the driver lock
     assert len(sweeps) == 1 and len([t for t in sweeps[0].iterdir() if t.is_dir()]) == 2, "Tune's files under --storage"

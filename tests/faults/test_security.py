@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from ray_unlearn import cache as cache_module
 from ray_unlearn.cache import Store
 from ray_unlearn.config import parse_experiment
 from ray_unlearn.references import prepare
@@ -113,10 +115,11 @@ def test_a_poisoned_cache_entry_is_never_unpickled_and_is_rebuilt(tmp_path):
 
     again, trained = prepare(exp, store, torch.device("cpu"))
     assert trained == ["original", "retrain"]
-    torch.save(Payload(str(marker)), entry / "original.pt")  # now forge the checksum too
+    torch.save(Payload(str(marker)), entry / "original.pt")  # now forge the checksums too: the file's and meta.json's own
     meta = json.loads((entry / "meta.json").read_text())
-    meta["sha256"]["original.pt"] = hashlib.sha256((entry / "original.pt").read_bytes()).hexdigest()
-    (entry / "meta.json").write_text(json.dumps(meta))
+    meta["files"]["original.pt"] = hashlib.sha256((entry / "original.pt").read_bytes()).hexdigest()
+    text, _ = cache_module._seal({k: v for k, v in meta.items() if k != "checksum"})
+    (entry / "meta.json").write_text(text)
     assert store.get(refs.key, ["original", "retrain"]) is None, "weights_only loading refuses it: corrupt, removed"
     assert not marker.exists() and not entry.exists()
     _, trained = prepare(exp, store, torch.device("cpu"))
@@ -170,6 +173,13 @@ def test_ui_binds_to_loopback_only_unless_told_otherwise(tmp_path):
             time.sleep(0.3)
         addresses = listening(port)
         assert addresses and set(addresses) <= {"127.0.0.1"}, addresses
+        while time.monotonic() < deadline:  # `ui` prints its link once the server answers
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        time.sleep(1.0)
         ip = outward_ip()
         if ip:
             with pytest.raises(OSError):
