@@ -25,9 +25,10 @@ import torch
 from ray_unlearn.config import DataConfig, ForgetConfig, load_experiment
 from ray_unlearn.data import load_splits
 from ray_unlearn.hparams import make_params
-from ray_unlearn.i2i import I2I_METHODS, I2IRecipe, prepare_i2i
+from ray_unlearn.i2i import I2IRecipe, prepare_i2i
 from ray_unlearn.methods.base import Context
 from ray_unlearn.progress import table
+from ray_unlearn.registry import get_method
 
 SETTINGS = {
     "class": ForgetConfig(kind="class", classes=(0,)),
@@ -65,7 +66,7 @@ def run(setting: str, seed: int, epochs: int) -> dict[str, dict[str, float]]:
     }
     data = refs.method_data("val")
     for label, name, changes in RUNS:
-        method = I2I_METHODS[name]()
+        method = get_method(name)
         ctx = Context(seed=seed)
         start = time.perf_counter()
         model = method.run(refs.original, data, make_params(method.Params, changes), ctx)

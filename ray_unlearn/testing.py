@@ -1,7 +1,8 @@
 """The method contract as a function a plugin author can run: `check_method(MyMethod)`.
 
-The same properties tests/methods/test_contract.py asserts for every built-in method, on a small
-real problem (digits, one class forgotten, a short SmallCNN recipe, CPU): the method returns a
+The contract, written once: tests/test_contract.py runs it on every registered method of every task,
+on its task's small real problem (`Task.contract_problem`: digits, one class forgotten, a SmallCNN or
+a masked autoencoder trained briefly, CPU). The method returns a
 changed model of the same architecture, never modifies the original, is deterministic for a seed,
 reports progress every epoch, stops when its time budget is spent, rejects an empty forget set and
 (where it has one) an out-of-range learning rate, and runs without the retain set when it says it
@@ -15,7 +16,6 @@ does not read one. Each failure is an AssertionError saying which property and w
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import torch
@@ -23,34 +23,8 @@ import torch
 from .data.base import TensorSet
 from .errors import ConfigError, MethodError
 from .hparams import make_params
-from .methods.base import Context, Method, UnlearnData
-
-
-@functools.cache
-def _problem() -> tuple[dict[str, torch.Tensor], UnlearnData, tuple[int, ...]]:
-    """A trained digits SmallCNN (class 0 to forget) and its unlearning data, made once per process."""
-    from .config import DataConfig, ForgetConfig
-    from .data import load_splits
-    from .models import build_model
-    from .train import OptimSpec, batches, fit
-
-    torch.manual_seed(0)
-    splits = load_splits(DataConfig(dataset="digits", forget=ForgetConfig(kind="class", classes=(0,))))
-    model = build_model("small_cnn", splits.info.input_shape, splits.info.num_classes)
-    gen = torch.Generator().manual_seed(0)
-    fit(model, lambda: batches(splits.train, 64, gen), OptimSpec(lr=0.05, schedule="cosine"), epochs=10)
-    data = UnlearnData(forget=splits.forget, retain=splits.retain, num_classes=splits.info.num_classes,
-                       input_range=splits.info.input_range)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}, data, tuple(splits.info.input_shape)
-
-
-def _original() -> torch.nn.Module:
-    from .models import build_model
-
-    state, data, shape = _problem()
-    model = build_model("small_cnn", shape, data.num_classes)
-    model.load_state_dict(state)
-    return model.eval()
+from .methods.base import Context, Method
+from .tasks import get_task
 
 
 def _state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -64,10 +38,10 @@ def check_method(method_cls: type[Method], **hyperparameters: Any) -> None:
     torch.set_num_threads(1)
     names = {f.name for f in dataclasses.fields(method_cls.Params)}
     hp = make_params(method_cls.Params, {**getattr(method_cls, "quick", {}), **hyperparameters}, path=method_cls.name)
-    _, data, _ = _problem()
+    fresh_original, data = get_task(getattr(method_cls, "task", "classification")).contract_problem()
     name = method_cls.name
 
-    original = _original()
+    original = fresh_original()
     before = {k: v.clone() for k, v in original.state_dict().items()}
     seen: list[tuple[int, dict]] = []
     ctx = Context(seed=3, on_epoch=lambda epoch, model, logs: seen.append((epoch, dict(logs))))
@@ -83,18 +57,18 @@ def check_method(method_cls: type[Method], **hyperparameters: Any) -> None:
         f"{name} must call ctx.report(epoch, model, **logs) after every epoch, 1, 2, ... (saw epochs {[e for e, _ in seen]})"
     assert all(isinstance(v, float) for _, logs in seen for v in logs.values()), f"{name}: per-epoch logs must be floats"
 
-    again = method_cls().run(_original(), data, hp, Context(seed=3))
+    again = method_cls().run(fresh_original(), data, hp, Context(seed=3))
     assert _state_equal(out, again), f"{name} is not deterministic for a fixed ctx.seed (use ctx.generator / ctx.seed)"
 
     stops: list[int] = []
     budget = Context(seed=0, budget_seconds=0.0, on_epoch=lambda e, m, l: stops.append(e))
     if "epochs" in names:
-        method_cls().run(_original(), data, dataclasses.replace(hp, epochs=max(hp.epochs, 5)), budget)
+        method_cls().run(fresh_original(), data, dataclasses.replace(hp, epochs=max(hp.epochs, 5)), budget)
         assert stops == [1], f"{name} must stop after the epoch in progress once ctx.report returns False (saw {stops})"
 
     empty = dataclasses.replace(data, forget=TensorSet(data.forget.x[:0], data.forget.y[:0]))
     try:
-        method_cls().run(_original(), empty, hp, Context())
+        method_cls().run(fresh_original(), empty, hp, Context())
     except MethodError:
         pass
     else:
@@ -102,11 +76,11 @@ def check_method(method_cls: type[Method], **hyperparameters: Any) -> None:
 
     if "lr" in names:
         try:
-            method_cls().run(_original(), data, dataclasses.replace(hp, lr=-1.0), Context())
+            method_cls().run(fresh_original(), data, dataclasses.replace(hp, lr=-1.0), Context())
         except ConfigError:
             pass
         else:
             raise AssertionError(f"{name} accepted lr = -1: declare its range with hp(..., gt=0.0)")
 
     if not method_cls.uses_retain:
-        method_cls().run(_original(), dataclasses.replace(data, retain=None), hp, Context())
+        method_cls().run(fresh_original(), dataclasses.replace(data, retain=None), hp, Context())

@@ -3,7 +3,7 @@
     splits = load_splits(DataConfig(dataset="digits", forget=ForgetConfig(kind="class", classes=(0,))))
     refs = prepare_i2i(splits, I2IRecipe(epochs=100))          # poisons D_f, trains original + retrain
     ctx = Context(seed=0)
-    model = get_i2i_method("i2i_kr").run(refs.original, refs.method_data("val"), I2IKRParams(), ctx)
+    model = get_method("i2i_kr").run(refs.original, refs.method_data("val"), I2IKRParams(), ctx)  # ray_unlearn.registry
     metrics = refs.evaluate(model, heldout="test")  # = evaluate_i2i(model, refs.splits, refs.original,
                                                     #   backdoor=refs.backdoor, poisoned_idx=refs.poisoned_idx)
     retrain_metrics = refs.evaluate(refs.retrain)   # the target every figure is compared with
@@ -18,7 +18,6 @@ from ..lazy import exports
 # name -> submodule: imported on first use, so `ray_unlearn.i2i.params` and `.catalog` stay torch-free
 
 _exports = exports(__name__, {
-    "I2I_METHODS": ".methods",
     "Backdoor": ".data",
     "ConvAutoencoder": ".models",
     "I2IData": ".data",
@@ -42,7 +41,6 @@ _exports = exports(__name__, {
     "evaluate_i2i": ".metrics",
     "frechet_distance": ".metrics",
     "frechet_encoder": ".metrics",
-    "get_i2i_method": ".methods",
     "method_data": ".data",
     "ood_auroc": ".metrics",
     "poison_splits": ".data",
@@ -61,7 +59,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "I2IKR",
-    "I2I_METHODS",
     "Backdoor",
     "ConvAutoencoder",
     "I2IData",
@@ -84,7 +81,6 @@ __all__ = [
     "evaluate_i2i",
     "frechet_distance",
     "frechet_encoder",
-    "get_i2i_method",
     "method_data",
     "ood_auroc",
     "poison_splits",

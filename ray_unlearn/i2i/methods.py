@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..data.base import TensorSet
-from ..errors import ConfigError, MethodError
+from ..errors import MethodError
 from ..methods.base import Context, Method
 from ..train import OptimSpec, batches, fit, make_optimizer, train_epoch
 from .data import I2IData
@@ -65,9 +65,6 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------- fine-tune
 class I2IFineTune(I2IMethod):
     name = "i2i_finetune"
-    summary = "Fine-tune the I2I model on the retain set with its training loss (the forget set is never read)."
-    paper = "baseline; the knowledge-retention phase of arXiv 2502.04260 alone"
-    Params = I2IFineTuneParams
 
     def unlearn(self, model: nn.Module, data: I2IData, hp: I2IFineTuneParams, ctx: Context) -> nn.Module:
         retain = data.retain
@@ -88,9 +85,6 @@ def noise_objective(model: nn.Module, original: nn.Module, x_r: torch.Tensor, x_
 
 class I2INoise(I2IMethod):
     name = "i2i_noise"
-    summary = "Freeze the decoder; move the encoder's code of forget images to that of Gaussian noise, keep retain codes."
-    paper = "Li et al., Machine Unlearning for Image-to-Image Generative Models (ICLR 2024)"
-    Params = I2INoiseParams
 
     def unlearn(self, model: nn.Module, data: I2IData, hp: I2INoiseParams, ctx: Context) -> nn.Module:
         original = frozen_copy(model)
@@ -206,9 +200,6 @@ def retain_knowledge(model: nn.Module, original: nn.Module, retain: TensorSet, h
 
 class I2IKR(I2IMethod):
     name = "i2i_kr"
-    summary = "Decouple (ascend the forget reconstruction loss until D_f is OOD), then retain knowledge on D_r."
-    paper = "Image-to-image unlearning by decoupling and knowledge retention (arXiv 2502.04260)"
-    Params = I2IKRParams
 
     def unlearn(self, model: nn.Module, data: I2IData, hp: I2IKRParams, ctx: Context) -> nn.Module:
         scale = data.divergence_scale
@@ -231,13 +222,3 @@ class I2IKR(I2IMethod):
         ratios = retain_knowledge(model, original, data.retain, hp, ctx, report)
         ctx.extras.update(phase2_epochs=float(len(ratios)), retain_error_ratio=ratios[-1])
         return model
-
-
-I2I_METHODS: dict[str, type[I2IMethod]] = {cls.name: cls for cls in [I2IKR, I2INoise, I2IFineTune]}
-
-
-def get_i2i_method(name: str) -> I2IMethod:
-    try:
-        return I2I_METHODS[name]()
-    except KeyError:
-        raise ConfigError("method", f"unknown I2I method {name!r}; allowed: {', '.join(sorted(I2I_METHODS))}", value=name) from None

@@ -95,6 +95,11 @@ class Task(abc.ABC):
         method reads, the model it starts from, the evaluation against the retrain model, the figure judged
         for collapse and its floor, and the figures the trial's MLflow run receives."""
 
+    def contract_problem(self) -> tuple[Callable[[], Any], Any]:
+        """A small real problem for `ray_unlearn.testing.check_method`: (a factory of fresh copies of a
+        trained original, the data one of this task's methods reads)."""
+        raise NotImplementedError(f"task {self.name} has no contract problem")
+
     # --- optional: the many-model audit (`ray-unlearn audit`, docs/metrics.md#the-audit) ----------
 
     def audit(self, exp: Any, refs: Any, configurations: Any, *, models: int, cache_root: str, runner: Any,

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import nn
 
 from ray_unlearn.hparams import make_params
-from ray_unlearn.i2i import I2I_METHODS, I2IData, I2IReferences
+from ray_unlearn.i2i import I2IData, I2IReferences
+from ray_unlearn.i2i.catalog import CATALOG
 from ray_unlearn.methods.base import Context
 
-QUICK = {"max_steps": 20, "retain_epochs": 1, "epochs": 1}  # small budgets, where a method has the field
+I2I_METHODS = {name: entry.load() for name, entry in CATALOG.items()}
 
 
 def quick_params(name: str, **changes):
-    params = I2I_METHODS[name].Params
-    names = {f.name for f in dataclasses.fields(params)}
-    return make_params(params, {**{k: v for k, v in QUICK.items() if k in names}, **changes})
+    """The method's declared quick settings (small budgets) plus `changes`."""
+    entry = CATALOG[name]
+    return make_params(entry.Params, {**entry.quick, **changes})
 
 
 def run_method(name: str, refs: I2IReferences, data: I2IData, seed: int = 0, ctx: Context | None = None, **changes):

@@ -12,10 +12,10 @@ from ray_unlearn.i2i import (
     ConvAutoencoder,
     I2IKRParams,
     I2IRecipe,
-    get_i2i_method,
     prepare_i2i,
 )
 from ray_unlearn.methods.base import Context
+from ray_unlearn.registry import get_method
 from tests.idx_files import write_mnist
 
 
@@ -27,7 +27,7 @@ def test_mnist_idx_files_train_unlearn_and_evaluate(tmp_path):
     assert isinstance(refs.original, ConvAutoencoder) and refs.splits.train.x.shape[1:] == (1, 28, 28)
     assert (refs.splits.train.x[refs.poisoned_idx][..., :3, :3] == 1).all(), "trigger scaled to 28 px: 3x3"
     ctx = Context(seed=0)
-    model = get_i2i_method("i2i_kr").run(refs.original, refs.method_data("val"), I2IKRParams(max_steps=10, retain_epochs=1), ctx)
+    model = get_method("i2i_kr").run(refs.original, refs.method_data("val"), I2IKRParams(max_steps=10, retain_epochs=1), ctx)
     metrics = refs.evaluate(model, heldout="test")
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     assert ctx.extras["threshold_reached"] + ctx.extras["t_max_reached"] == 1.0

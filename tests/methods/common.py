@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from ray_unlearn.methods import METHODS, Context, UnlearnData
@@ -16,15 +14,12 @@ def unlearn_data(refs: References) -> UnlearnData:
 
 
 def quick_params(name: str, **changes):
-    """The method's defaults with a small budget: at most 2 epochs, cheap attacks."""
-    params = METHODS[name].Params
-    names = {f.name for f in dataclasses.fields(params)}
-    small = {"epochs": 2, "steps": 10, "epsilon": 0.1}
-    values = {k: v for k, v in small.items() if k in names}
-    values.update(changes)
+    """The method's defaults with its declared small budget (`quick`: few epochs, cheap attacks) and `changes`."""
     from ray_unlearn.hparams import make_params
+    from ray_unlearn.methods.catalog import CATALOG
 
-    return make_params(params, values)
+    entry = CATALOG[name]
+    return make_params(entry.Params, {**entry.quick, **changes})
 
 
 def run_method(name: str, refs: References, seed: int = 0, data: UnlearnData | None = None, **changes):

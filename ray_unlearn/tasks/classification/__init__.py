@@ -78,6 +78,11 @@ class ClassificationTask(Task):
 
         return trial_setup(exp, refs, device)
 
+    def contract_problem(self) -> Any:
+        from .contract import problem
+
+        return problem()
+
     def audit(self, exp: Any, refs: Any, configurations: Any, *, models: int, cache_root: str, runner: Any,
               device: Any) -> Any:
         from .audit import audit

@@ -67,3 +67,8 @@ class I2ITask(Task):
 
         return trial_setup(exp, refs, device)
 
+    def contract_problem(self) -> Any:
+        from .contract import problem
+
+        return problem()
+
