@@ -6,7 +6,7 @@ must not sit on a knife's edge: each candidate is run on several data/model seed
 `train.seed` and the method seed all = s), and it scores the *worst* seed's score, or the worst score
 at all when any seed collapses, diverges or ends with val_acc closer than `--margin` points to the
 collapse threshold (the original's val_acc - objective.max_val_drop). The current `start:` point is
-tried first and the METHODS.md defaults second, so a regenerated point is never worse than either
+tried first and the declared defaults (docs/methods.md) second, so a regenerated point is never worse than either
 on this criterion.
 
     python bench/start_points.py search_spaces/mnist1d_amun_salun.yaml            # print the winner
@@ -94,7 +94,7 @@ def sweep(path: Path, seeds: list[int], trials: int, margin: float, store: Store
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
     if base.start_point():
         study.enqueue_trial(base.single.complete(base.start_point()))
-    study.enqueue_trial(base.single.complete({}))  # the METHODS.md defaults (where searchable)
+    study.enqueue_trial(base.single.complete({}))  # the declared defaults, docs/methods.md (where searchable)
     rows = []
 
     def objective(trial: optuna.Trial) -> float:

@@ -56,7 +56,7 @@ examples:
   ray-unlearn best search_spaces/digits_amun.yaml --top 5 --metric avg_gap --method amun
   ray-unlearn best digits-amun --export best.yaml && ray-unlearn run best.yaml
 """,
-    "audit": """Audit the K best configurations of an experiment's newest sweep (METHODS.md §7): per
+    "audit": """Audit the K best configurations of an experiment's newest sweep (docs/metrics.md#the-audit): per
 configuration N unlearned models on method seeds the sweep never used against N retrained models,
 the NeurIPS 2023 challenge's forgetting quality F (beside its ceiling at this N: the retrain recipe
 audited the same way), its final score and a per-example LiRA AUC. Population models are trained as

@@ -82,7 +82,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Recipe for the original and retrain reference models (METHODS.md §2)."""
+    """Recipe for the original and retrain reference models (docs/references.md#recipes)."""
 
     epochs: int = option(60, ge=1)
     lr: float = option(0.05, gt=0.0)

@@ -5,7 +5,7 @@ functions, so speed work (device-resident batches, bf16 autocast and
 channels_last on CUDA) happens in one place. Batches are index slices of
 tensors already on the device: no DataLoader, no worker processes.
 
-The fast path on CUDA (DESIGN.md "Scale"):
+The fast path on CUDA (docs/design.md#scale):
 - the whole set lives on the device (`place_data`); `batches` shuffles and
   augments there, with random numbers drawn on the device from a generator
   seeded by the caller's CPU generator, so no step waits on the host;

@@ -1,7 +1,7 @@
 """Tensors of one dataset and its train/val/test/forget/retain split.
 
 Everything is a plain tensor pair held on the run's device, so batches are
-slices, not DataLoader workers (DESIGN.md "Scale": datasets this size live
+slices, not DataLoader workers (docs/design.md#scale: datasets this size live
 on the device).
 """
 

@@ -1,4 +1,4 @@
-"""I2I unlearning methods (METHODS.md §6), under a contract that mirrors methods/base.py.
+"""I2I unlearning methods (docs/methods.md#image-to-image-methods), under a contract that mirrors methods/base.py.
 
 An `I2IMethod` has a `name`, a `Params` dataclass declared with `hp(...)`
 and `unlearn(model, data, hp, ctx) -> model`. `run` validates, copies the
@@ -31,7 +31,7 @@ from .models import corrupt
 from .params import I2IFineTuneParams, I2IKRParams, I2INoiseParams
 from .references import reconstruction_loss
 
-GRAD_CLIP_NORM = 1.0  # phase-1 gradient-norm clip (METHODS.md §6)
+GRAD_CLIP_NORM = 1.0  # phase-1 gradient-norm clip (docs/methods.md#i2i_kr)
 REPORT_EVERY = 50  # phase-1 steps between progress reports (each report may evaluate the model)
 
 

@@ -1,4 +1,4 @@
-"""The I2I original and retrain models (METHODS.md §6): trained once through train.fit, optionally cached.
+"""The I2I original and retrain models (docs/references.md#image-to-image-references): trained once through train.fit, optionally cached.
 
 The original learns to rebuild x from τ(x) on the whole train set (with the
 backdoor planted in D_f, if any); the retrain model does the same on D_r
@@ -34,7 +34,7 @@ Progress = Callable[[str, int, int, dict], None]  # (model name, epoch, epochs, 
 
 @dataclasses.dataclass(frozen=True)
 class I2IRecipe:
-    """Training of both references: full-image MSE from τ(x), Adam 1e-3, 100 epochs (METHODS.md §6)."""
+    """Training of both references: full-image MSE from τ(x), Adam 1e-3, 100 epochs (docs/references.md#image-to-image-references)."""
 
     epochs: int = 100
     lr: float = 1e-3

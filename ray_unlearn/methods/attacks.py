@@ -1,11 +1,11 @@
-"""Untargeted L2 PGD with per-sample epsilon doubling: AMUN's step A (METHODS.md §4).
+"""Untargeted L2 PGD with per-sample epsilon doubling: AMUN's step A (docs/methods.md#step-a-the-adversarial-set).
 
 For each sample, the nearest (on a doubling epsilon grid) input that the
 model misclassifies, labelled with the wrong class the model predicts.
 Eval mode, exact float32 (`train.full_precision`: no autocast, no TF32, no cuDNN
 autotuning for the shrinking batch), no random start.
 
-Vanishing gradients (project choice, METHODS.md §4): where the float32 CE
+Vanishing gradients (project choice, docs/methods.md#amun-deviations-and-choices): where the float32 CE
 gradient at the iterate has ||g||_2 below VANISHING_GRAD_NORM (a saturated
 softmax: p_y rounds to 1, so d CE / d logit_y is exactly 0), the normalised
 step g / ||g|| is noise or undefined and PGD would never move; such a step goes
@@ -13,8 +13,8 @@ in a random unit direction of length a instead, drawn from a generator seeded
 by `seed`, so the adversarial set stays a function of (model, inputs, eps0, S).
 `random_steps` counts these steps per sample.
 
-Deviation from METHODS.md §4: without a declared input range the radius is
-capped at MAX_RELATIVE_EPSILON * ||x|| (METHODS.md: no cap but the doubling
+Deviation from AMUN's attack (docs/methods.md#amun-deviations-and-choices): without a declared input range the radius is
+capped at MAX_RELATIVE_EPSILON * ||x|| (the paper's attack: no cap but the doubling
 cap); uncapped, fine-tuning collapsed on MNIST-1D (figures at the constant).
 """
 
@@ -33,11 +33,11 @@ from ..train import full_precision, predict_logits
 # (MNIST-1D random 10 %: 29 of 360 forget samples at x, 4 of them exactly 0).
 VANISHING_GRAD_NORM = 1e-12
 ATTACK_SEED = 0  # default seed of the random-direction steps (D_A is shared: it must not depend on the trial)
-# Deviation from METHODS.md §4 ("without a declared input range, no other cap" than the doubling cap):
+# Deviation from AMUN's attack (docs/methods.md#amun-deviations-and-choices; no cap there other than the doubling cap):
 # without a range the radius may grow at most to this multiple of the sample's own norm; a sample
 # still correct there gets no twin. Measured on MNIST-1D random 10 % with the random-direction steps:
 # uncapped, eps0 = 0.04 / S = 50 reaches ||x_adv - x|| = 3.1e4 (||x|| <= 10.5) and fine-tuning at the
-# METHODS.md defaults collapses to chance (amun, amun_no_retain; amun_salun: NaN loss), and so does
+# declared defaults (docs/methods.md#amun) collapses to chance (amun, amun_no_retain; amun_salun: NaN loss), and so does
 # amun_no_retain / amun_salun at the YAML start point. Correctly classified forget samples left
 # without a twin (of 360; eps0 0.207 / S 20, eps0 0.04 / S 50): cap 1: 20, 10; cap 4: 6, 4 (no
 # collapse at the defaults either); before the random steps, cap 1: 30, 26. Images clip instead.

@@ -1,4 +1,4 @@
-"""MixUnlearn: adversarial mixup unlearning (arXiv 2502.10288, ICLR 2025), METHODS.md §5.
+"""MixUnlearn: adversarial mixup unlearning (arXiv 2502.10288, ICLR 2025), docs/methods.md#mixunlearn.
 
 A light generator (MixBlock) mixes forget and retain samples with a learned
 pixel mask, adversarially: it is trained to make the (EMA copy of the)
@@ -112,7 +112,7 @@ class MixUnlearnState:
         self.unlearner = model
         if not hasattr(model, "mix_features"):
             raise MethodError(
-                "mixunlearn mixes features of an intermediate layer (METHODS.md §5: the built-in models' `features` "
+                "mixunlearn mixes features of an intermediate layer (docs/references.md#the-mix-layer: the built-in models' `features` "
                 "output, e.g. ResNet-18 stage 3); this model has none: name a submodule with model.mix_layer (e.g. layer3)"
             )
         self.original = _frozen(copy.deepcopy(model))

@@ -1,4 +1,4 @@
-"""SalUn's weight-saliency mask (METHODS.md §3), shared by SalUn and AMUN+SalUn.
+"""SalUn's weight-saliency mask (docs/methods.md#salun), shared by SalUn and AMUN+SalUn.
 
 (1) In eval mode, g = sum over forget batches of the gradient of the batch-mean
 -CE; saliency s = |g|. (2) One global ranking over every scalar parameter

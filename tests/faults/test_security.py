@@ -1,4 +1,4 @@
-"""DESIGN.md "Security", checked on the code and on real runs: safe loaders only,
+"""docs/design.md#security, checked on the code and on real runs: safe loaders only,
 cache files verified before loading, the UI on loopback, Ray's token
 authentication left alone, secrets never logged."""
 
