@@ -74,3 +74,7 @@ class MethodError(UnlearnError):
 
 class ClusterError(UnlearnError):
     """The Ray cluster named by --address cannot be reached."""
+
+
+class DeviceError(UnlearnError):
+    """A trial was given a device it cannot use (a GPU share on a worker without CUDA)."""

@@ -40,7 +40,7 @@ from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from . import interrupt
 from .config import Experiment
-from .errors import ConfigError
+from .errors import ConfigError, DeviceError
 from .objective import WORST_SCORE, targets
 from .tasks import get_task
 
@@ -166,12 +166,25 @@ def default_concurrency(exp: Experiment) -> int:
     return max(1, int(math.floor(min(slots) + 1e-9)))
 
 
+CPU_FALLBACK = "RAY_UNLEARN_CPU_FALLBACK"  # "1": a trial that asked for a GPU and sees none runs on the CPU
+
+
 def trial_device(gpu: float) -> "Any":
+    """The trial's torch device: CUDA where `tune.resources.gpu` asks for it. A worker without CUDA is an
+    error, not a silent CPU run (a GPU sweep would take days on the CPU); tests that declare logical GPUs
+    on a CPU machine set RAY_UNLEARN_CPU_FALLBACK=1."""
     import torch
 
-    if gpu > 0 and torch.cuda.is_available():
+    if gpu <= 0:
+        return torch.device("cpu")
+    if torch.cuda.is_available():
         return torch.device("cuda")
-    return torch.device("cpu")
+    if os.environ.get(CPU_FALLBACK) == "1":
+        return torch.device("cpu")
+    raise DeviceError(f"tune.resources.gpu is {gpu:g}, but this worker sees no CUDA device (torch {torch.__version__}, "
+                      f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r}): the trial would train on the "
+                      f"CPU. Give the workers a CUDA build of torch, or set tune.resources.gpu: 0 ({CPU_FALLBACK}=1 runs "
+                      "such trials on the CPU anyway)")
 
 
 # Per-trial facts reported beside the metrics: logged to MLflow as tags, not metrics.

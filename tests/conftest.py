@@ -18,6 +18,8 @@ import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # tests only: token auth stays on for users
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# tests declare logical GPUs on a CPU machine: their trials run on the CPU (search.trial_device)
+os.environ.setdefault("RAY_UNLEARN_CPU_FALLBACK", "1")
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 
 PG_ENV = "RAY_UNLEARN_TEST_PG_DSN"

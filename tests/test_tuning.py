@@ -155,3 +155,19 @@ def test_storage_accepts_a_uri(tmp_path, cache_dir, ray_local):
     outcome = s.run()
     assert outcome.rows[0]["status"] == "ok"
     assert (tmp_path / "remote" / s.name / "tuner.pkl").exists()
+
+
+def test_a_gpu_trial_on_a_worker_without_cuda_is_an_error_not_a_silent_cpu_run(monkeypatch):
+    import torch
+
+    from ray_unlearn.errors import DeviceError
+    from ray_unlearn.search import CPU_FALLBACK, trial_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert trial_device(0).type == "cpu"
+    monkeypatch.delenv(CPU_FALLBACK, raising=False)
+    with pytest.raises(DeviceError, match=r"tune.resources.gpu is 0.25, but this worker sees no CUDA device"):
+        trial_device(0.25)
+    monkeypatch.setenv(CPU_FALLBACK, "1")
+    assert trial_device(0.25).type == "cpu"
