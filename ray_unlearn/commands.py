@@ -8,7 +8,6 @@ before any training), then references are prepared, then the work runs.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -156,14 +155,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(table(rows, ref_columns(exp) + ["mia_gap", "avg_gap", "score"]))
     print(f"status: {result.status}" + (f" ({result.message})" if result.message else ""))
     if uri:
-        from .tracking import DATASET, HYPERPARAMS, METHOD, SEED, STATUS, log_single_run
+        from .tracking import STATUS, log_single_run, method_tags
 
         run_id, uri = log_single_run(
             uri, exp.experiment, f"{exp.method}-run",
             params=result.hyperparameters,
             metrics=result.metrics,
-            tags={METHOD: exp.method, DATASET: exp.data.dataset, STATUS: result.status, SEED: exp.tune.seed,
-                  HYPERPARAMS: json.dumps(result.hyperparameters, sort_keys=True)},
+            tags={**method_tags(method=exp.method, dataset=exp.data.dataset, seed=exp.tune.seed,
+                                hyperparameters=result.hyperparameters), STATUS: result.status},
             files={"config.yaml": dump_yaml(exp.to_dict())},
         )
         print(f"MLflow run {run_id} in experiment {exp.experiment!r} ({uri})")

@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UnlearnError
+from .tracking.vocabulary import DRIVER_LEASE
 
 logger = logging.getLogger(__name__)
 
-LEASE_TAG = "ray_unlearn.driver"
+LEASE_TAG = DRIVER_LEASE
 HEARTBEAT_SECONDS = 10.0
 LEASE_SECONDS = 60.0  # a lease older than this: its driver is gone
 

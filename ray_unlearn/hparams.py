@@ -74,13 +74,9 @@ def default_space(params_cls: type) -> dict[str, SearchDim]:
 
 def make_params(params_cls: type, values: Mapping[str, Any], path: str = "fixed") -> Any:
     """Validated hyperparameter instance; unknown names and bad values raise ConfigError."""
-    hints = typing.get_type_hints(params_cls)
-    fields = {f.name: f for f in dataclasses.fields(params_cls)}
-    kwargs = {}
-    for name, value in values.items():
-        if name not in fields:
-            raise unknown_key_error(str(name), list(fields), path)
-        kwargs[name] = coerce(value, hints[name], f"{path}.{name}", fields[name].metadata)
+    kwargs = {
+        name: coerce(value, hint, f"{path}.{name}", f.metadata) for name, value, f, hint in _declared(params_cls, values, path)
+    }
     try:
         return params_cls(**kwargs)
     except ConfigError:
@@ -91,16 +87,20 @@ def make_params(params_cls: type, values: Mapping[str, Any], path: str = "fixed"
 
 def parse_search(params_cls: type, search: Mapping[str, Any], path: str = "search") -> dict[str, SearchDim]:
     """Validate a `search:` mapping against the method's hyperparameters."""
+    return {
+        name: parse_dim(spec, f"{path}.{name}", _base_type(hint), f.metadata, _declared_dim(f, hint))
+        for name, spec, f, hint in _declared(params_cls, search, path)
+    }
+
+
+def _declared(params_cls: type, values: Mapping[str, Any], path: str):
+    """(name, value, field, type hint) per entry; a name the class does not declare raises ConfigError."""
     hints = typing.get_type_hints(params_cls)
     fields = {f.name: f for f in dataclasses.fields(params_cls)}
-    dims = {}
-    for name, spec in search.items():
+    for name, value in values.items():
         if name not in fields:
             raise unknown_key_error(str(name), list(fields), path)
-        f = fields[name]
-        base = _base_type(hints[name])
-        dims[name] = parse_dim(spec, f"{path}.{name}", base, f.metadata, _declared_dim(f, hints[name]))
-    return dims
+        yield name, value, fields[name], hints[name]
 
 
 def _declared_dim(f: dataclasses.Field, type_: Any) -> SearchDim | None:

@@ -43,6 +43,7 @@ from .config import Experiment
 from .errors import ConfigError, DeviceError
 from .objective import WORST_SCORE, targets
 from .tasks import get_task
+from .tracking.vocabulary import INFO, TRIAL_CONFIG, info_tags, method_tags
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def trial_device(gpu: float) -> "Any":
 
 
 # Per-trial facts reported beside the metrics: logged to MLflow as tags, not metrics.
-INFO_KEYS = ("status", "message", "device", "cuda_visible_devices", "node_id", "trial_started", "trial_finished")
+INFO_KEYS = ("status", "message", *INFO)  # a result's keys that are not metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,23 +306,12 @@ class _TrackingCallback(tune.Callback):
         self.tracker = tracker
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        from .tracking import DATASET, HYPERPARAMS, METHOD, SEED, TRIAL_CONFIG
-
         method, _ = self.exp.resolve(trial.config)
         hp = dataclasses.asdict(self.exp.method_params(trial.config))
-        self.tracker.start_trial(
-            trial.trial_id,
-            str(trial),
-            params=hp,
-            tags={
-                METHOD: method,
-                DATASET: self.exp.data.dataset,
-                HYPERPARAMS: json.dumps(hp, sort_keys=True),
-                SEED: self.exp.tune.seed,
-                "ray_unlearn.searched": ",".join(sorted(self.exp.spec(method).search)),
-                TRIAL_CONFIG: json.dumps(trial.config, sort_keys=True),  # what a resumed sweep tells Optuna
-            },
-        )
+        tags = method_tags(method=method, dataset=self.exp.data.dataset, seed=self.exp.tune.seed, hyperparameters=hp,
+                           searched=self.exp.spec(method).search)
+        tags[TRIAL_CONFIG] = json.dumps(trial.config, sort_keys=True)  # what a resumed sweep tells Optuna
+        self.tracker.start_trial(trial.trial_id, str(trial), params=hp, tags=tags)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         metrics = {k: v for k, v in result.items() if k not in RAY_KEYS and k not in INFO_KEYS}
@@ -331,7 +321,7 @@ class _TrackingCallback(tune.Callback):
         last = trial.last_result or {}
         if interrupt.requested() and not last.get("final"):
             return  # the sweep ends it as interrupted
-        tags = {f"ray_unlearn.{k}": last[k] for k in INFO_KEYS[2:] if k in last}
+        tags = info_tags(last)
         if trial.checkpoint is not None and last.get("final"):
             try:
                 with trial.checkpoint.as_directory() as files:

@@ -242,14 +242,14 @@ class Sweep:
     def _start_parent(self, refs) -> None:
         """The parent run: config, resolved search space, reference metrics."""
         from .objective import describe
-        from .tracking import DATASET, METHOD, NUM_SAMPLES, STATUS
+        from .tracking import DATASET, METHOD, NUM_SAMPLES, REFERENCES, STATUS
 
         exp = self.exp
         spec = exp.to_dict()
         fixed = {f"fixed.{m.name}.{k}" if exp.multi else f"fixed.{k}": v for m in exp.methods for k, v in m.fixed.items()}
         self.tracker.start_sweep(
             self.name,
-            tags={METHOD: exp.method, DATASET: exp.data.dataset, "ray_unlearn.references": refs.key, NUM_SAMPLES: self.total,
+            tags={METHOD: exp.method, DATASET: exp.data.dataset, REFERENCES: refs.key, NUM_SAMPLES: self.total,
                   STATUS: "running"},
             params={"method": exp.method, "dataset": exp.data.dataset, "arch": exp.model.arch,
                     "forget": json.dumps(dataclasses.asdict(exp.data.forget)), "objective": describe(exp.objective), **fixed},

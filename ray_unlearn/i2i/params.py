@@ -29,11 +29,10 @@ class I2IFineTuneParams:
         paper="Li et al., Machine Unlearning for Image-to-Image Generative Models (ICLR 2024)",
         quick={"epochs": 1})
 @dataclasses.dataclass(frozen=True)
-class I2INoiseParams:
+class I2INoiseParams(I2IFineTuneParams):
+    """Fine-tuning's hyperparameters (the encoder's Adam; retain and forget batches of one size) and the forget term."""
+
     alpha: float = hp(0.2, gt=0.0, low=0.05, high=1.0, log=True, help="weight of the forget (noise-target) term")
-    lr: float = hp(1e-4, gt=0.0, low=1e-5, high=1e-3, log=True, help="Adam learning rate of the encoder")
-    epochs: int = hp(5, ge=1, low=1, high=20, help="passes over the retain set")
-    batch_size: int = hp(64, ge=1, help="mini-batch size (retain and forget batches alike)")
 
 
 @method("i2i_kr", task="i2i", target="ray_unlearn.i2i.methods:I2IKR",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..train import batches, fit, make_optimizer
+from ..train import batches, make_optimizer
 from .attacks import AdversarialSet, pgd_l2_nearest
 from .base import Context, Method, UnlearnData
 from .params import AmunParams, AmunSalUnParams
@@ -57,13 +57,12 @@ class Amun(Method):
             mask = SaliencyMask(model, data.forget, hp.mask_ratio, hp.batch_size)
             ctx.extras["mask_density"] = mask.density
             hooks = {"before_step": mask.mask_gradients, "after_step": lambda: mask.restore_frozen(optimizer)}
-        fit(
+        ctx.fit(
             model,
             lambda: batches(train, hp.batch_size, ctx.generator, augment=data.augment, augment_mask=augment_mask),
-            spec,
-            epochs=hp.epochs,
+            hp,
+            spec=spec,
             optimizer=optimizer,
-            on_epoch=ctx.epoch_hook(model),
             **hooks,
         )
         return model

@@ -20,6 +20,7 @@ from torch import nn
 from ..data.base import TensorSet
 from ..errors import MethodError
 from ..hparams import make_params
+from ..train import batches, fit
 from .entry import DECLARED
 from .params import SGDParams  # noqa: F401 - re-exported (and its declarations fill DECLARED)
 
@@ -86,6 +87,18 @@ class Context:
     def epoch_hook(self, model: nn.Module) -> Callable[[int, dict], bool]:
         """Adapter for `train.fit(on_epoch=...)`."""
         return lambda epoch, logs: self.report(epoch, model, **logs)
+
+    def fit(
+        self, model: nn.Module, source: TensorSet | Callable, hp: Any, *, spec: Any = None, augment: str = "none", **fit_kwargs: Any
+    ) -> list[float]:
+        """`hp.epochs` passes of `spec` (default `hp.optim(hp.lr)`) over `source`, each epoch reported here.
+
+        `source` is a TensorSet, shuffled into `hp.batch_size` batches by this context's generator, or a
+        batch factory; `fit_kwargs` go to `train.fit` (loss_fn, optimizer, hooks, ...)."""
+        if isinstance(source, TensorSet):
+            data = source
+            source = lambda: batches(data, hp.batch_size, self.generator, augment=augment)  # noqa: E731
+        return fit(model, source, spec or hp.optim(hp.lr), epochs=hp.epochs, on_epoch=self.epoch_hook(model), **fit_kwargs)
 
 
 class Method(abc.ABC):

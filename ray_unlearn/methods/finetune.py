@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..train import batches, fit
 from .base import Context, Method, UnlearnData
 from .params import FineTuneParams
 
@@ -13,12 +12,5 @@ class FineTune(Method):
     name = "finetune"
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: FineTuneParams, ctx: Context) -> nn.Module:
-        retain = data.retain
-        fit(
-            model,
-            lambda: batches(retain, hp.batch_size, ctx.generator, augment=data.augment),
-            hp.optim(hp.lr),
-            epochs=hp.epochs,
-            on_epoch=ctx.epoch_hook(model),
-        )
+        ctx.fit(model, data.retain, hp, augment=data.augment)
         return model

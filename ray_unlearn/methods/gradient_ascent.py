@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train import batches, fit
 from .base import Context, Method, UnlearnData
 from .params import GradientAscentParams
 
@@ -25,14 +24,5 @@ class GradientAscent(Method):
     name = "gradient_ascent"
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: GradientAscentParams, ctx: Context) -> nn.Module:
-        forget = data.forget
-        fit(
-            model,
-            lambda: batches(forget, hp.batch_size, ctx.generator),
-            hp.optim(hp.lr),
-            epochs=hp.epochs,
-            loss_fn=negative_ce,
-            grad_clip=GRAD_CLIP_NORM,
-            on_epoch=ctx.epoch_hook(model),
-        )
+        ctx.fit(model, data.forget, hp, loss_fn=negative_ce, grad_clip=GRAD_CLIP_NORM)
         return model

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import TensorSet
-from ..train import batches, fit
+from ..train import batches
 from .base import Context, Method, UnlearnData
 from .params import NegGradPlusParams
 
@@ -38,12 +38,5 @@ class NegGradPlus(Method):
                 loss = loss - (1.0 - hp.beta) * F.cross_entropy(model(xf), yf)
             return loss
 
-        fit(
-            model,
-            lambda: batches(data.retain, hp.batch_size, ctx.generator, augment=data.augment),
-            hp.optim(hp.lr),
-            epochs=hp.epochs,
-            loss_fn=loss_fn,
-            on_epoch=ctx.epoch_hook(model),
-        )
+        ctx.fit(model, data.retain, hp, augment=data.augment, loss_fn=loss_fn)
         return model

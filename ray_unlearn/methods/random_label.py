@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data.base import TensorSet
-from ..train import batches, fit
+from ..train import batches
 from .base import Context, Method, UnlearnData
 from .params import RandomLabelParams
 
@@ -57,5 +57,5 @@ class RandomLabel(Method):
     name = "random_label"
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: RandomLabelParams, ctx: Context) -> nn.Module:
-        fit(model, relabelled_source(data, hp, ctx), hp.optim(hp.lr), epochs=hp.epochs, on_epoch=ctx.epoch_hook(model))
+        ctx.fit(model, relabelled_source(data, hp, ctx), hp)
         return model

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..train import batches, fit
 from .base import Context, Method, UnlearnData
 from .params import RetrainParams
 
@@ -29,11 +28,5 @@ class Retrain(Method):
 
     def unlearn(self, model: nn.Module, data: UnlearnData, hp: RetrainParams, ctx: Context) -> nn.Module:
         reinitialise(model, ctx.seed)
-        fit(
-            model,
-            lambda: batches(data.retain, hp.batch_size, ctx.generator, augment=data.augment),
-            hp.optim(hp.lr, schedule="cosine"),
-            epochs=hp.epochs,
-            on_epoch=ctx.epoch_hook(model),
-        )
+        ctx.fit(model, data.retain, hp, augment=data.augment, spec=hp.optim(hp.lr, schedule="cosine"))
         return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..train import fit, make_optimizer
+from ..train import make_optimizer
 from .base import Context, Method, UnlearnData
 from .params import SalUnParams
 from .random_label import relabelled_source
@@ -18,14 +18,12 @@ class SalUn(Method):
         mask = SaliencyMask(model, data.forget, hp.mask_ratio, hp.batch_size)
         ctx.extras["mask_density"] = mask.density
         optimizer = make_optimizer(model.parameters(), hp.optim(hp.lr))
-        fit(
+        ctx.fit(
             model,
             relabelled_source(data, hp, ctx),
-            hp.optim(hp.lr),
-            epochs=hp.epochs,
+            hp,
             optimizer=optimizer,
             before_step=mask.mask_gradients,
             after_step=lambda: mask.restore_frozen(optimizer),
-            on_epoch=ctx.epoch_hook(model),
         )
         return model

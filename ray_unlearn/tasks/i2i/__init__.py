@@ -41,8 +41,8 @@ class I2ITask(Task):
     reference_columns = ("retain_psnr", "forget_psnr", "val_psnr", "forget_divergence", "mia", "backdoor_success", "seconds")
     rank_columns = ("val_psnr", "retain_psnr", "forget_divergence", "mia", "mia_gap", "backdoor_success", "test_psnr")
     best_columns = (("val_psnr", "forget_divergence"), ("test_psnr",))
-    # the list the repeats summary used before tasks had their own (present here: score and the MIA figures)
-    spread_metrics = ("score", "val_acc", "forget_acc", "mia", "mia_gap", "avg_gap", "test_acc", "test_avg_gap")
+    spread_metrics = ("score", "val_psnr", "forget_divergence", "mia", "mia_gap", "avg_gap", "backdoor_success", "test_psnr",
+                      "test_avg_gap")
     sections = {"i2i": I2IConfig}
 
     def check_config(self, data: Any, model: Any, info: Any) -> None:
