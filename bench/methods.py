@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 from ray_unlearn.cache import Store, default_cache_dir
 from ray_unlearn.config import load_experiment
+from ray_unlearn.confirm import HEADERS, summarise
 from ray_unlearn.methods import METHODS  # the classification methods
 from ray_unlearn.progress import table
 from ray_unlearn.references import prepare
@@ -36,6 +36,7 @@ SALUN_CIFAR10 = [  # docs/references.md#published-figures: SalUn, CIFAR-10, ResN
     ("l1-sparse", 4.19, 97.74, 91.59, 9.84, 2.26), ("SalUn", 2.85, 99.62, 93.93, 14.39, 1.15),
 ]
 COLUMNS = ["ua", "retain_acc", "test_acc", "test_mia", "test_avg_gap"]
+SUMMARY = [*COLUMNS, "time", "test_r_acc"]  # each shown as mean ± spread over the seeds (ray_unlearn.confirm.summarise)
 
 
 def experiment(setting: str, method: str, seed: int):
@@ -72,23 +73,8 @@ def run(setting: str, methods: list[str], seeds: list[int], store: Store, hp_sou
                 rows.setdefault((method, source), []).append(m)
                 print(f"  {setting} seed {seed} {method:<20} {source:<7} {result.status:<9} "
                       + " ".join(f"{k}={m.get(k, float('nan')):.2f}" for k in COLUMNS), file=sys.stderr, flush=True)
-    out = [summarise("retrain (reference)", "", retrain_rows)]
-    out += [summarise(method, source, ms) for (method, source), ms in rows.items()]
-    return out
-
-
-def summarise(method: str, source: str, ms: list[dict]) -> dict:
-    row = {"method": method, "hp": source}
-    for key in COLUMNS + ["time", "test_r_acc", "test_f_acc"]:
-        values = [m[key] for m in ms if key in m]
-        if not values:
-            continue
-        mean = statistics.fmean(values)
-        spread = statistics.pstdev(values) if len(values) > 1 else 0.0
-        row[key] = f"{mean:.2f} ± {spread:.2f}" if len(values) > 1 else f"{mean:.2f}"
-    bad = [m["status"] for m in ms if m.get("status") not in (None, "ok")]
-    row["status"] = ",".join(sorted(set(bad))) if bad else "ok"
-    return row
+    summarised = [("retrain (reference)", "", retrain_rows), *((m, source, ms) for (m, source), ms in rows.items())]
+    return [{"method": m, "hp": source, **summarise(m, ms, len(seeds), SUMMARY)} for m, source, ms in summarised]
 
 
 def main() -> None:
@@ -107,7 +93,7 @@ def main() -> None:
         seeds = list(range(args.seeds)) if setting == "mnist1d" else [0]
         title = "MNIST-1D, random 10 %" if setting == "mnist1d" else "digits, class-wise (digit 0)"
         rows = run(setting, methods, seeds, store, args.hp.split(","))
-        cols = ["method", "hp", *COLUMNS, "time", "status"]
+        cols = ["method", "hp", *(HEADERS.get(k, k) for k in COLUMNS), "time", "status"]
         heads = ["method", "hp", "UA", "RA", "TA", "MIA-Eff", "Avg Gap", "time (x retrain)", "status"]
         if setting == "digits":
             cols.insert(5, "test_r_acc"), heads.insert(5, "Test_r")

@@ -693,12 +693,12 @@ STAGES = [
     ("tune_controller.py", "_on_training_result", "  trial results: Tune's bookkeeping, callbacks, searcher"),
     ("tune/callback.py", "on_trial_result", "  callbacks' on_trial_result (ours and Tune's)"),
     ("tune/callback.py", "on_trial_complete", "  callbacks' on_trial_complete"),
-    ("ray_unlearn/search.py", "on_trial_complete", "  ray_unlearn's on_trial_complete (tracking, searcher, progress)"),
+    ("ray_unlearn/search/callbacks.py", "on_trial_complete", "  ray_unlearn's on_trial_complete (tracking, searcher, progress)"),
     ("tune_controller.py", "_maybe_add_actors", "actors started or reused"),
     ("ray/actor.py", "_actor_method_call", "actor method calls (all of the above)"),
     ("ray_unlearn/workflow.py", "_start_parent", "sweep start: MLflow parent run"),
-    ("ray_unlearn/tracking.py", "drop_duplicates", "sweep end: MLflow search of every child run"),
-    ("ray_unlearn/search.py", "collect_rows", "sweep end: the result grid read"),
+    ("ray_unlearn/tracking/sweep.py", "drop_duplicates", "sweep end: MLflow search of every child run"),
+    ("ray_unlearn/search/sweep.py", "collect_rows", "sweep end: the result grid read"),
 ]
 
 

@@ -21,6 +21,7 @@ objective. References of every seed are trained once and cached (`RAY_UNLEARN_CA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import sys
@@ -38,6 +39,7 @@ from ray_unlearn.progress import table
 from ray_unlearn.references import prepare
 from ray_unlearn.start_points import rounded, write_start
 from ray_unlearn.tasks.classification.references import References
+from ray_unlearn.tasks.guards import collapse_message
 from ray_unlearn.trial import run_repeats
 
 
@@ -47,17 +49,16 @@ def seeded(path: Path, seed: int) -> list[str]:
 
 def robust_score(exp: Experiment, runs: list[tuple[References, dict]], margin: float, aggregate: str = "min") -> tuple[float, str]:
     """The worst seed's score (`aggregate="mean"`: the seeds' mean); WORST_SCORE when any seed failed
-    or came within `margin` of collapsing."""
+    or came within `margin` of collapsing (the trial's own collapse rule, `tasks.guards.collapse_message`,
+    with objective.max_val_drop less `margin`)."""
+    drop = exp.objective.max_val_drop
+    stricter = exp if drop is None else exp.replace(objective=dataclasses.replace(exp.objective, max_val_drop=drop - margin))
     scores = []
     for refs, result in runs:
         if result["status"] != "ok":
             return WORST_SCORE, f"{result['status']}: {result['message']}"
-        drop = exp.objective.max_val_drop
-        key = "val_r_acc" if "val_r_acc" in result else "val_acc"  # as trial.collapse_message judges
-        if drop is not None:
-            floor = refs.original_metrics[key] - drop
-            if result[key] < floor + margin:
-                return WORST_SCORE, f"{key} {result[key]:.1f} within {margin:g} of the collapse threshold {floor:.1f}"
+        if why := collapse_message(stricter, result, refs.original_metrics):
+            return WORST_SCORE, f"within {margin:g} of collapsing: {why}"
         scores.append(result["score"])
     return (statistics.fmean(scores) if aggregate == "mean" else min(scores)), ""
 

@@ -84,13 +84,16 @@ def _with_test_gap(metrics: Mapping[str, float], retrain: Mapping[str, float]) -
     return {**metrics, **gaps(dict(metrics), dict(retrain))}
 
 
-def summarise(name: str, runs: list[Mapping[str, Any]], n_seeds: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"configuration": name, "seeds": n_seeds,
-                           "failed": sum(r.get("status", "ok") != "ok" for r in runs)}
-    for key in COLUMNS:
+def summarise(name: str, runs: list[Mapping[str, Any]], n_seeds: int, columns: Sequence[str] = COLUMNS) -> dict[str, Any]:
+    """One row of a held-out table: per column its mean, spread and worst over the runs, and `mean ± spread`
+    under the column's header; `failed` counts the runs that did not end ok, `status` names their statuses."""
+    bad = sorted({str(r.get("status")) for r in runs if r.get("status", "ok") != "ok"})
+    row: dict[str, Any] = {"configuration": name, "seeds": n_seeds, "failed": sum(r.get("status", "ok") != "ok" for r in runs),
+                           "status": ",".join(bad) or "ok"}
+    for key in columns:
         values = [float(r[key]) for r in runs if key in r and math.isfinite(float(r[key]))]
         row[f"{key}_mean"] = statistics.fmean(values) if values else math.nan
         row[f"{key}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
         row[f"{key}_max"] = max(values) if values else math.nan
-        row[HEADERS[key]] = f"{row[f'{key}_mean']:.2f} ± {row[f'{key}_std']:.2f}" if values else "-"
+        row[HEADERS.get(key, key)] = f"{row[f'{key}_mean']:.2f} ± {row[f'{key}_std']:.2f}" if values else "-"
     return row
