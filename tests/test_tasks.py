@@ -31,7 +31,9 @@ class ToyTask(Task):
     retained = ("toy_val_acc",)
     forget_gap = "toy_forget_gap"
     metrics = (Metric("toy_val_acc", "max"), Metric("toy_forget_acc", "min"), Metric("toy_forget_gap", "min"),
-               Metric("mia_gap", "min"), Metric("avg_gap", "min"))
+               Metric("mia_gap", "min"), Metric("avg_gap", "min"),
+               # an objective term: this line is all it takes (objective.toy_error_weight)
+               Metric("toy_val_error", "min", weight="toy_error_weight", help="weight of the validation error"))
     trial_columns = ("toy_val_acc", "toy_forget_acc")
     reference_columns = ("toy_val_acc", "toy_forget_acc")
     rank_columns = ("toy_val_acc", "toy_forget_acc", "mia_gap")
@@ -133,6 +135,7 @@ def trial_setup(exp, refs):
     def scored(model, with_test):
         m = measure(model, splits)
         m["toy_forget_gap"] = abs(m["toy_forget_acc"] - refs.retrain_metrics["toy_forget_acc"])
+        m["toy_val_error"] = 100.0 - m["toy_val_acc"]
         m["mia_gap"] = 0.0
         m["avg_gap"] = (m["toy_forget_gap"] + abs(m["toy_val_acc"] - refs.retrain_metrics["toy_val_acc"])) / 2
         m["score"] = score(m, exp.objective)
@@ -197,6 +200,24 @@ def test_a_toy_task_in_one_folder_plus_one_registry_line_runs_end_to_end(tmp_pat
     listing = run_driver(root, "methods", "toy_move")
     assert listing.returncode == 0, listing.stderr
     assert "toy_move: Move the forgotten classes' centroids away." in listing.stdout and "distance" in listing.stdout
+
+
+def test_an_objective_term_is_one_line_of_the_task_metric_table(tmp_path):
+    root = write_toy_task(tmp_path)
+    (root / "toy.yaml").write_text((CONFIG % "centroids").replace("objective: {forget_weight: 1.0}",
+                                                                  "objective: {forget_weight: 1.0, toy_error_weight: 0.5}"))
+    out = run_driver(root, "run", "toy.yaml", "--no-track", "--cache-dir", str(tmp_path / "cache"))
+    assert out.returncode == 0, out.stderr
+    header = out.stdout.splitlines()[0].split()
+    row = next(line for line in out.stdout.splitlines() if line.startswith("toy_move"))
+    columns = dict(zip(header, row.split()))
+    val_acc = float(columns["toy_val_acc"])
+    assert 50.0 < val_acc < 100.0  # the term is not zero
+    assert abs(float(columns["score"]) - (val_acc - 0.5 * (100.0 - val_acc))) < 0.02  # printed to 2 decimals
+
+    (root / "other.yaml").write_text("experiment: x\nmethod: finetune\nobjective: {toy_error_weight: 1.0}\n")
+    out = run_driver(root, "run", "other.yaml", "--no-track")
+    assert out.returncode == 2 and "objective.toy_error_weight" in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 def test_the_toy_task_validates_its_own_model_and_methods(tmp_path):

@@ -92,19 +92,15 @@ UNIVERSAL_WEIGHTS = ("mia_weight", "forget_weight")  # every task has an MIA gap
 
 
 @dataclasses.dataclass(frozen=True)
-class ObjectiveConfig:
+class _ObjectiveKeys:
+    """The `objective:` keys every task shares; ObjectiveConfig adds one weight per weighted metric."""
+
     kind: Literal["combined", "avg_gap", "pareto"] = "combined"
     retained: str | None = option(None, help="val_acc (default), test_acc or retain_acc; task i2i: val_psnr, retain_psnr, test_psnr")
     mia_weight: float = option(1.0, ge=0.0)
     forget_weight: float = option(0.0, ge=0.0, help="weight of |UA - UA_retrain| subtracted from the score")
     mia: str = option("efficacy", help="the MIA of the score's |MIA - MIA_retrain| term: efficacy (SVC on confidence, "
                                        "SalUn) or asr (LAF's attack on sorted softmax, MixUnlearn); classification only")
-    confidence_weight: float = option(0.0, ge=0.0, help="weight of forget_conf_distance (W1 between the forget set's "
-                                                        "logit-scaled confidences under the model and the retrain "
-                                                        "model) subtracted from the score; a continuous signal")
-    example_weight: float = option(0.0, ge=0.0, help="weight of example_gap subtracted from the score: per forget example, "
-                                                     "|phi - mu| / sigma against a cached population of retrained models "
-                                                     "(objective.population); classification only")
     population: int = option(0, ge=0, help="retrained models of example_gap's per-example reference, trained once per "
                                            "sweep (Ray tasks) and cached, on model seeds the audit never uses; 0: none. "
                                            "At least 4 with example_weight; example_gap is reported whenever it is set")
@@ -121,9 +117,10 @@ class ObjectiveConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.population and self.population < MIN_POPULATION or self.example_weight and not self.population:
+        example_weight = getattr(self, "example_weight", 0.0)
+        if self.population and self.population < MIN_POPULATION or example_weight and not self.population:
             raise ConfigError("objective.population", f"needs at least {MIN_POPULATION} retrained models for a per-example "
-                                                      f"spread{' (example_weight is set)' if self.example_weight else ''}, "
+                                                      f"spread{' (example_weight is set)' if example_weight else ''}, "
                                                       "e.g. population: 8", value=self.population)
         if self.kind == "pareto":
             if len(self.pareto) < 2:
@@ -134,6 +131,21 @@ class ObjectiveConfig:
                     raise ConfigError(f"objective.pareto[{i}]", f"unknown metric {m!r}; allowed: {allowed}", value=m)
         elif self.pareto:
             raise ConfigError("objective.pareto", "is only read when kind is 'pareto'", value=self.pareto)
+
+
+def _term_weights() -> list[tuple[str, type, Any]]:
+    """One `objective:` weight per weighted metric of any task's metric table, default 0 (no term)."""
+    fields: dict[str, Any] = {}
+    for task in all_tasks():
+        for m in task.metrics:
+            if m.weight and m.weight not in fields:
+                fields[m.weight] = option(0.0, ge=0.0, help=m.help or f"weight of {m.name} subtracted from the score")
+    return [(name, float, spec) for name, spec in fields.items()]
+
+
+ObjectiveConfig = dataclasses.make_dataclass("ObjectiveConfig", _term_weights(), bases=(_ObjectiveKeys,), frozen=True)
+ObjectiveConfig.__module__ = __name__
+ObjectiveConfig.__doc__ = """`objective:`: how a trial's metrics become its score (docs/metrics.md#the-objective)."""
 
 
 @dataclasses.dataclass(frozen=True)

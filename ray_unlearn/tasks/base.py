@@ -35,12 +35,14 @@ class TrialSetup:
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """One figure a task reports: its name, which way is better, and the objective weight (an
-    `objective:` field) that subtracts `weight * value` from the score, if one does."""
+    """One figure a task reports: its name, which way is better, and the objective weight that subtracts
+    `weight * value` from the score, if one does: declaring it here is all an objective term needs (the
+    `objective:` key `weight`, default 0, with `help`, is made from it: config.sections.ObjectiveConfig)."""
 
     name: str
     better: str  # "max" | "min"
     weight: str = ""
+    help: str = ""  # the weight's, for docs and `--help`
 
 
 class Task(abc.ABC):

@@ -26,8 +26,12 @@ class ClassificationTask(Task):
         Metric("ua", "max"), Metric("mia", "max"), Metric("mia_gap", "min"), Metric("ua_gap", "min"),
         Metric("avg_gap", "min"), Metric("test_mia_gap", "min"), Metric("test_avg_gap", "min"), Metric("seconds", "min"),
         Metric("mia_asr", "max"), Metric("mia_asr_gap", "min"), Metric("test_mia_asr", "max"), Metric("test_mia_asr_gap", "min"),
-        Metric("forget_conf_distance", "min", weight="confidence_weight"),
-        Metric("example_gap", "min", weight="example_weight"),
+        Metric("forget_conf_distance", "min", weight="confidence_weight",
+               help="weight of forget_conf_distance (W1 between the forget set's logit-scaled confidences under the model "
+                    "and the retrain model) subtracted from the score; a continuous signal"),
+        Metric("example_gap", "min", weight="example_weight",
+               help="weight of example_gap subtracted from the score: per forget example, |phi - mu| / sigma against a "
+                    "cached population of retrained models (objective.population); classification only"),
         # the audit (`ray-unlearn audit`), written onto audited runs
         Metric("audit_score", "max"), Metric("audit_forget_quality", "max"), Metric("audit_quality_ratio", "max"),
         Metric("audit_auc", "min"),
