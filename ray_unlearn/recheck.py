@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .config import Experiment
 from .objective import WORST_SCORE
+from .tracking.vocabulary import ROBUST_SCORE, ROBUST_STD
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def rank_rows(rows: Sequence[Mapping[str, Any]], chosen: Sequence[Candidate]) ->
     for row in rows:
         out = dict(row)
         if row["trial_id"] in robust:
-            out["recheck_score_mean"], out["recheck_score_std"] = robust[row["trial_id"]]
+            out[ROBUST_SCORE], out[ROBUST_STD] = robust[row["trial_id"]]
         by_id[row["trial_id"]] = out
     first = [by_id[t] for t in survived]
     rest = [by_id[r["trial_id"]] for r in rows if r["trial_id"] not in robust]

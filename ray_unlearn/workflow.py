@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .progress import markdown_table
 from .recheck import SeedResult
 from .tasks import get_task
+from .tracking.vocabulary import ROBUST_SCORE, ROBUST_STD
 
 COMPARED = 5  # trials on the compare page the sweep links to
 
@@ -266,7 +267,7 @@ class Sweep:
 
         exp = self.exp
         hp_names = sorted({k for m in exp.methods for k in m.search})
-        robust = ["recheck_score_mean", "recheck_score_std"] if outcome.rechecked else []
+        robust = [ROBUST_SCORE, ROBUST_STD] if outcome.rechecked else []
         ranked = ["rank", "run_name", "status", "score", *robust, *get_task(exp.task).rank_columns]
         columns = ranked[:2] + (["method"] if exp.multi else []) + ranked[2:] + hp_names
         rows = [{"rank": i + 1, **r, **{k: r["hyperparameters"].get(k, "") for k in hp_names}} for i, r in enumerate(outcome.rows)]
@@ -292,7 +293,7 @@ class Sweep:
                                 interrupted=bool(outcome.interrupted))
         from .tracking import BEST, STATUS, ui_base
 
-        order_by = "recheck_score_mean" if outcome.rechecked else "score"
+        order_by = ROBUST_SCORE if outcome.rechecked else "score"
         view = [c for c in columns if c in ("score", *robust, *get_task(exp.task).rank_columns)]
         self.tracker.writer.call(self.tracker.share_sweep_view, self.tracker.parent_id, metrics=view, params=hp_names,
                                  tags=[BEST, STATUS], order_by=order_by)
@@ -310,8 +311,8 @@ class Sweep:
             best = top[0]
             winning = ", ".join(f"`{k}={v}`" for k, v in sorted(best["hyperparameters"].items()))
             lines += [f"**Best trial:** {best['run_name']} ({best['method']}) with score {best['score']:.3f}"
-                      + (f", robust score {best['recheck_score_mean']:.3f} (mean over seeds "
-                         f"{', '.join(map(str, (exp.data.seed, *exp.tune.recheck.seeds)))})" if "recheck_score_mean" in best else "")
+                      + (f", robust score {best[ROBUST_SCORE]:.3f} (mean over seeds "
+                         f"{', '.join(map(str, (exp.data.seed, *exp.tune.recheck.seeds)))})" if ROBUST_SCORE in best else "")
                       + f": {winning}", ""]
         lines.append(markdown_table(top, columns))
         if per_method:

@@ -20,34 +20,9 @@ import uuid
 from typing import Any, Iterable, Mapping
 
 from ..errors import TrackingError
+from . import vocabulary as vocab
 from .records import by_trial, number, pick, recheck_seeds
 from .store import Tracker, git_commit, metrics_batch, tags_batch
-from .vocabulary import (
-    BEST,
-    CREATED_BY,
-    FINISHED_TRIALS,
-    GIT_COMMIT,
-    HYPERPARAMS,
-    INFO_TAGS,
-    INTERRUPTED,
-    KIND,
-    MESSAGE,
-    METHOD,
-    NOTE,
-    NUM_SAMPLES,
-    PARENT,
-    RECHECK_MESSAGE,
-    RECHECK_STATUS,
-    RECHECK_TABLE,
-    ROBUST_SCORE,
-    ROBUST_STD,
-    SEARCHED,
-    STATUS,
-    SWEEP,
-    TRIAL_CONFIG,
-    TRIAL_ID,
-    recheck_metric,
-)
 from .writer import BackgroundWriter
 
 logger = logging.getLogger(__name__)
@@ -87,10 +62,10 @@ class SweepTracker(Tracker):
     def start_sweep(self, name: str, *, tags: Mapping[str, Any], params: Mapping[str, Any],
                     metrics: Mapping[str, float], files: Mapping[str, str]) -> str:
         commit = git_commit()
-        all_tags = {KIND: "sweep", SWEEP: name, **tags}
+        all_tags = {vocab.KIND: "sweep", vocab.SWEEP: name, **tags}
         if commit:
-            all_tags[GIT_COMMIT] = commit
-        all_tags[CREATED_BY] = uuid.uuid4().hex
+            all_tags[vocab.GIT_COMMIT] = commit
+        all_tags[vocab.CREATED_BY] = uuid.uuid4().hex
         self.parent_id = self.writer.call(self._create_parent, name, all_tags)
         self.log(self.parent_id, params=params, metrics=metrics)
         for path, text in files.items():
@@ -104,7 +79,7 @@ class SweepTracker(Tracker):
         run it made is found by its nonce) or is re-sent by MLflow's HTTP client (two runs with the
         same nonce): one is kept, the empty copies are deleted.
         """
-        mine = f"tags.`{CREATED_BY}` = '{tags[CREATED_BY]}'"
+        mine = f"tags.`{vocab.CREATED_BY}` = '{tags[vocab.CREATED_BY]}'"
         made = self.client.search_runs([self.experiment_id], filter_string=mine, order_by=["attributes.start_time ASC"])
         parent_id = made[0].info.run_id if made else self.start_run(name, tags)
         for run in self.client.search_runs([self.experiment_id], filter_string=mine):
@@ -116,13 +91,13 @@ class SweepTracker(Tracker):
     def resume_sweep(self, name: str) -> str:
         """Reopen the parent run of sweep `name` and learn its existing child runs."""
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.{KIND} = 'sweep' and tags.`{SWEEP}` = '{name}'", max_results=1
+            [self.experiment_id], filter_string=f"tags.{vocab.KIND} = 'sweep' and tags.`{vocab.SWEEP}` = '{name}'", max_results=1
         )
         if not runs:
             raise TrackingError(f"no MLflow parent run for sweep {name!r} in experiment {self.experiment_name!r} ({self.uri})")
         self.parent_id = runs[0].info.run_id
         self.client.update_run(self.parent_id, status="RUNNING")
-        self.client.set_tag(self.parent_id, STATUS, "running")
+        self.client.set_tag(self.parent_id, vocab.STATUS, "running")
         self.children = self._existing_children()
         return self.parent_id
 
@@ -133,42 +108,42 @@ class SweepTracker(Tracker):
         self.client.set_tag(self.parent_id, key, value)
 
     def sweep_exists(self, name: str) -> bool:
-        return bool(self.client.search_runs([self.experiment_id], filter_string=f"tags.{KIND} = 'sweep' and tags.`{SWEEP}` = '{name}'",
+        return bool(self.client.search_runs([self.experiment_id], filter_string=f"tags.{vocab.KIND} = 'sweep' and tags.`{vocab.SWEEP}` = '{name}'",
                                             max_results=1))
 
     def latest_sweep_name(self) -> str | None:
         """The Ray Tune name of this experiment's newest sweep (what `--resume` continues without --name)."""
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{KIND} = 'sweep'",
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{vocab.KIND} = 'sweep'",
                                        order_by=["attributes.start_time DESC"], max_results=1)
-        return runs[0].data.tags.get(SWEEP) if runs else None
+        return runs[0].data.tags.get(vocab.SWEEP) if runs else None
 
     def num_samples(self) -> int | None:
         """The trial count the sweep was started (or last extended) with."""
-        value = self.client.get_run(self.parent_id).data.tags.get(NUM_SAMPLES)
+        value = self.client.get_run(self.parent_id).data.tags.get(vocab.NUM_SAMPLES)
         return int(value) if value and value.isdigit() else None
 
     def set_num_samples(self, total: int) -> None:
-        self.writer.call(self.client.set_tag, self.parent_id, NUM_SAMPLES, str(total))
+        self.writer.call(self.client.set_tag, self.parent_id, vocab.NUM_SAMPLES, str(total))
 
     def trial_records(self) -> list[dict[str, Any]]:
         """Every child run of the sweep as the resumed sweep needs it: trial id, name, status, metrics, the
         trial config (or, for runs written before it was recorded, method and sampled values), and
         whether it finished (ended FINISHED or FAILED, not cut short by an interruption)."""
         self.drain()
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{vocab.PARENT} = '{self.parent_id}'", max_results=50000)
         out = []
         for trial_id, group in by_trial(runs).items():
             run = pick(group)
             tags = run.data.tags
-            status = tags.get(STATUS, "running")
-            hp = json.loads(tags.get(HYPERPARAMS, "{}"))
-            searched = [k for k in tags.get(SEARCHED, "").split(",") if k]
+            status = tags.get(vocab.STATUS, "running")
+            hp = json.loads(tags.get(vocab.HYPERPARAMS, "{}"))
+            searched = [k for k in tags.get(vocab.SEARCHED, "").split(",") if k]
             out.append({
                 "trial_id": trial_id, "run_name": run.info.run_name, "status": status, "metrics": dict(run.data.metrics),
-                "config": json.loads(tags[TRIAL_CONFIG]) if TRIAL_CONFIG in tags else None,
-                "method": tags.get(METHOD), "sampled": {k: hp[k] for k in searched if k in hp},
-                "info": {k[len("ray_unlearn."):]: number(v) for k, v in tags.items() if k in INFO_TAGS},
-                "finished": run.info.status in ("FINISHED", "FAILED") and status not in ("running", INTERRUPTED),
+                "config": json.loads(tags[vocab.TRIAL_CONFIG]) if vocab.TRIAL_CONFIG in tags else None,
+                "method": tags.get(vocab.METHOD), "sampled": {k: hp[k] for k in searched if k in hp},
+                "info": {k[len("ray_unlearn."):]: number(v) for k, v in tags.items() if k in vocab.INFO_TAGS},
+                "finished": run.info.status in ("FINISHED", "FAILED") and status not in ("running", vocab.INTERRUPTED),
             })
         return out
 
@@ -185,14 +160,14 @@ class SweepTracker(Tracker):
         `interrupted` after a stop signal, else FINISHED as `stopped` (a scheduler stopped them)."""
         for trial_id in sorted(self.open):
             if interrupted:
-                self.end_trial(trial_id, metrics={}, status=INTERRUPTED, killed=True)
+                self.end_trial(trial_id, metrics={}, status=vocab.INTERRUPTED, killed=True)
             else:
                 self.end_trial(trial_id, metrics={}, status="stopped")
         self.drain()
 
     def next_ordinal(self) -> int:
         """1 + the highest `<method>-<n>` ordinal among this sweep's child runs (0 if none)."""
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{vocab.PARENT} = '{self.parent_id}'", max_results=50000)
         ordinals = [int(r.info.run_name.rsplit("-", 1)[-1]) for r in runs if r.info.run_name and r.info.run_name.rsplit("-", 1)[-1].isdigit()]
         return max(ordinals, default=-1) + 1
 
@@ -206,7 +181,7 @@ class SweepTracker(Tracker):
 
     def _drop_duplicates(self) -> list[str]:
         dropped = []
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000)
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.{vocab.PARENT} = '{self.parent_id}'", max_results=50000)
         for trial_id, group in by_trial(runs).items():
             keep = pick(group)
             self.children[trial_id] = keep.info.run_id
@@ -220,7 +195,7 @@ class SweepTracker(Tracker):
 
     def _existing_children(self) -> dict[str, str]:
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}'", max_results=50000
+            [self.experiment_id], filter_string=f"tags.{vocab.PARENT} = '{self.parent_id}'", max_results=50000
         )
         return {trial_id: pick(group).info.run_id for trial_id, group in by_trial(runs).items()}
 
@@ -250,13 +225,13 @@ class SweepTracker(Tracker):
         run_id = self.children.get(trial_id)
         if trial_id not in self.creating:
             if run_id is not None:  # resumed or retried: keep logging into the same child run
-                self.log(run_id, tags={STATUS: "running"})
+                self.log(run_id, tags={vocab.STATUS: "running"})
                 return run_id
         elif run_id is None:  # a retried write: the server may have created the run before the error
             run_id = self._existing_children().get(trial_id)
         self.creating.add(trial_id)
         if run_id is None:
-            run_id = self.start_run(name, {KIND: "trial", TRIAL_ID: trial_id, STATUS: "running", **tags}, parent_id=self.parent_id)
+            run_id = self.start_run(name, {vocab.KIND: "trial", vocab.TRIAL_ID: trial_id, vocab.STATUS: "running", **tags}, parent_id=self.parent_id)
         self.children[trial_id] = run_id
         self.log(run_id, params=params)
         self.creating.discard(trial_id)
@@ -300,9 +275,9 @@ class SweepTracker(Tracker):
         run_id = self.children.get(trial_id)
         if run_id is None:
             return
-        tags = {**(tags or {}), STATUS: status}
+        tags = {**(tags or {}), vocab.STATUS: status}
         if message:
-            tags[MESSAGE] = message[:5000]
+            tags[vocab.MESSAGE] = message[:5000]
         # the buffered epochs, the final metrics and the tags in one write (two round trips per trial's end)
         pending = self.pending.setdefault(trial_id, [])
         pending.extend(metrics_batch(metrics, self.steps.get(trial_id, 0)))
@@ -327,12 +302,12 @@ class SweepTracker(Tracker):
 
     def log_recheck_seed(self, trial_id: str, seed: int, *, status: str, metrics: Mapping[str, Any], message: str) -> None:
         """One re-check run's result, recorded as it arrives (a resumed sweep does not run it again)."""
-        tags = {f"{RECHECK_STATUS}{seed}": status, **({f"{RECHECK_MESSAGE}{seed}": message[:5000]} if message else {})}
-        self.writer.submit(self._log_to_trial, trial_id, {recheck_metric(k, seed): v for k, v in metrics.items()}, tags)
+        tags = {f"{vocab.RECHECK_STATUS}{seed}": status, **({f"{vocab.RECHECK_MESSAGE}{seed}": message[:5000]} if message else {})}
+        self.writer.submit(self._log_to_trial, trial_id, {vocab.recheck_metric(k, seed): v for k, v in metrics.items()}, tags)
 
     def log_recheck(self, trial_id: str, *, mean: float, std: float, table: str) -> None:
         """A candidate's robust score and its per-seed table (`recheck/seeds.csv`)."""
-        self.writer.submit(self._log_to_trial, trial_id, {ROBUST_SCORE: mean, ROBUST_STD: std}, {}, table)
+        self.writer.submit(self._log_to_trial, trial_id, {vocab.ROBUST_SCORE: mean, vocab.ROBUST_STD: std}, {}, table)
 
     def _log_to_trial(self, trial_id: str, metrics: Mapping[str, Any], tags: Mapping[str, Any], table: str | None = None) -> None:
         run_id = self.children.get(trial_id)
@@ -341,7 +316,7 @@ class SweepTracker(Tracker):
             return
         self.log(run_id, metrics=metrics, tags=tags)
         if table is not None:
-            self.log_text(run_id, table, RECHECK_TABLE)
+            self.log_text(run_id, table, vocab.RECHECK_TABLE)
 
     def finish(self, ranked: list[dict[str, Any]], *, note: str, files: Mapping[str, str], images: list | None = None,
                interrupted: bool = False) -> None:
@@ -355,12 +330,12 @@ class SweepTracker(Tracker):
                 interrupted: bool) -> None:
         self.children.update(self._existing_children())
         for run in self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.{PARENT} = '{self.parent_id}' and tags.{BEST} = 'true'"
+            [self.experiment_id], filter_string=f"tags.{vocab.PARENT} = '{self.parent_id}' and tags.{vocab.BEST} = 'true'"
         ):
-            self.client.set_tag(run.info.run_id, BEST, "false")
-        metrics: dict[str, Any] = {FINISHED_TRIALS: len(ranked)}
+            self.client.set_tag(run.info.run_id, vocab.BEST, "false")
+        metrics: dict[str, Any] = {vocab.FINISHED_TRIALS: len(ranked)}
         if interrupted:
-            self.log(self.parent_id, metrics=metrics, tags={NOTE: note, STATUS: INTERRUPTED})
+            self.log(self.parent_id, metrics=metrics, tags={vocab.NOTE: note, vocab.STATUS: vocab.INTERRUPTED})
             for path, text in files.items():
                 self.log_text(self.parent_id, text, path)
             self.end_run(self.parent_id, "KILLED")
@@ -369,11 +344,11 @@ class SweepTracker(Tracker):
             best = ranked[0]
             best_run = self.children.get(best["trial_id"])
             if best_run:
-                self.client.set_tag(best_run, BEST, "true")
+                self.client.set_tag(best_run, vocab.BEST, "true")
             metrics.update({"score": best["score"], "best_score": best["score"], "trials": len(ranked)})
-            if ROBUST_SCORE in best:
-                metrics[ROBUST_SCORE] = best[ROBUST_SCORE]
-        self.log(self.parent_id, metrics=metrics, tags={NOTE: note, STATUS: "finished"})
+            if vocab.ROBUST_SCORE in best:
+                metrics[vocab.ROBUST_SCORE] = best[vocab.ROBUST_SCORE]
+        self.log(self.parent_id, metrics=metrics, tags={vocab.NOTE: note, vocab.STATUS: "finished"})
         for path, text in files.items():
             self.log_text(self.parent_id, text, path)
         for image in images or []:
