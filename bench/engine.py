@@ -51,18 +51,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ray_unlearn.data.base import TensorSet
+from ray_unlearn.device import pick_device, pin_memory, place_data, place_model
 from ray_unlearn.models import build_model
-from ray_unlearn.train import (
-    OptimSpec,
-    batches,
-    cross_entropy,
-    make_optimizer,
-    pick_device,
-    pin_memory,
-    place_data,
-    place_model,
-    train_epoch,
-)
+from ray_unlearn.train import OptimSpec, batches, cross_entropy, make_optimizer, train_epoch
 
 SPEC = OptimSpec(lr=0.05, momentum=0.9, weight_decay=5e-4)
 GPU_GOAL = "GPU goals (ResNet-18/CIFAR-10 on one H100: engine >= 40k img/s and >= 1.5x DataLoader)"

@@ -152,8 +152,8 @@ class Sweep:
     def prepare(self, progress: Any = None, address: str | None = None):
         """The references, from the cache or trained; a per-example reference's population
         (objective.population) is trained as Ray tasks."""
+        from .device import pick_device
         from .references import prepare
-        from .train import pick_device
 
         runner = None
         if self.exp.objective.population:

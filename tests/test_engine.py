@@ -12,20 +12,17 @@ import pytest
 import torch
 
 from ray_unlearn.data.base import TensorSet
+from ray_unlearn.device import autocast, pin_memory, place_data, place_model
 from ray_unlearn.models import build_model
 from ray_unlearn.train import (
     OptimSpec,
     _augment_rows,
     augment_batch,
-    autocast,
     batches,
     cross_entropy,
     device_generator,
     fit,
     make_optimizer,
-    pin_memory,
-    place_data,
-    place_model,
     train_epoch,
 )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ray_unlearn"
-PLAIN = ["methods", "metrics", "data", "models", "i2i", "tasks", "train.py", "registry.py", "cache.py", "references.py", "trial.py",
+PLAIN = ["methods", "metrics", "data", "models", "i2i", "tasks", "train.py", "device.py", "registry.py", "cache.py", "references.py", "trial.py",
          "config", "schema.py", "hparams.py", "errors.py", "objective.py"]
 FORBIDDEN = ("ray", "optuna", "mlflow")
 

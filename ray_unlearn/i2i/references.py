@@ -19,7 +19,8 @@ from torch import nn
 
 from ..cache import Store, stable_hash
 from ..data.base import Splits, TensorSet
-from ..train import OptimSpec, batches, fit, place_model
+from ..device import place_model
+from ..train import OptimSpec, batches, fit
 from .data import Backdoor, I2IData, poison_splits
 from .metrics import evaluate_i2i, reconstruction_errors
 from .models import build_autoencoder, corrupt

@@ -2,7 +2,7 @@
 
 For each sample, the nearest (on a doubling epsilon grid) input that the
 model misclassifies, labelled with the wrong class the model predicts.
-Eval mode, exact float32 (`train.full_precision`: no autocast, no TF32, no cuDNN
+Eval mode, exact float32 (`device.full_precision`: no autocast, no TF32, no cuDNN
 autotuning for the shrinking batch), no random start.
 
 Vanishing gradients (project choice, docs/methods.md#amun-deviations-and-choices): where the float32 CE
@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import TensorSet
-from ..train import full_precision, predict_logits
+from ..device import full_precision
+from ..train import predict_logits
 
 # Below this, the float32 CE gradient of a saturated softmax carries no usable direction
 # (MNIST-1D random 10 %: 29 of 360 forget samples at x, 4 of them exactly 0).

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import autocast, fp32_logits, plain_classifier
 from ..errors import MethodError
-from ..train import autocast, device_generator, fp32_logits, plain_classifier
+from ..train import device_generator
 from .base import Context, Method, UnlearnData
 from .params import MixUnlearnParams
 

@@ -19,8 +19,9 @@ import time
 import uuid
 from typing import Any, Iterable, Mapping
 
+import ray_unlearn.tracking.vocabulary as vocab  # a module, not the package: no import circle
+
 from ..errors import TrackingError
-from . import vocabulary as vocab
 from .records import by_trial, number, pick, recheck_seeds
 from .store import Tracker, git_commit, metrics_batch, tags_batch
 from .writer import BackgroundWriter

@@ -8,13 +8,14 @@ import torch
 from torch import nn
 
 from ray_unlearn.data.base import TensorSet
+from ray_unlearn.device import fp32_logits, plain_classifier
 from ray_unlearn.hparams import make_params
 from ray_unlearn.methods.attacks import pgd_l2_nearest
 from ray_unlearn.methods.mixunlearn import MixUnlearnState
 from ray_unlearn.methods.params import MixUnlearnParams
 from ray_unlearn.methods.saliency import SaliencyMask
 from ray_unlearn.models import build_model
-from ray_unlearn.train import fp32_logits, plain_classifier, predict_logits
+from ray_unlearn.train import predict_logits
 
 
 def flags() -> tuple[bool, bool, bool]:

@@ -20,10 +20,11 @@ from ...cache import Store, stable_hash
 from ...data import load_splits
 from ...data.base import Splits, TensorSet
 from ...data.info import CATALOG as DATASETS
+from ...device import place_model
 from ...errors import ConfigError
 from ...metrics import evaluate
 from ...models import build_model
-from ...train import OptimSpec, batches, fit, place_model
+from ...train import OptimSpec, batches, fit
 
 if TYPE_CHECKING:
     from ...config import Experiment

@@ -20,11 +20,11 @@ from torch import nn
 from ...cache import Store
 from ...data import load_splits
 from ...data.base import Splits
+from ...device import place_model
 from ...i2i.data import Backdoor
 from ...i2i.metrics import evaluate_i2i
 from ...i2i.models import build_autoencoder
 from ...i2i.references import I2IRecipe, divergence_scale, i2i_reference_key, prepare_i2i
-from ...train import place_model
 
 GAP_METRICS = ("retain_psnr", "forget_psnr", "val_psnr", "mia")
 TEST_GAP_METRICS = ("retain_psnr", "forget_psnr", "test_psnr", "test_mia")
