@@ -67,7 +67,8 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path):
     out = run_cli("tune", str(path), "--cache-dir", str(cache), "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert "the MLflow tracking server http://127.0.0.1:9 does not answer" in out.stderr and "Traceback" not in out.stderr
-    assert time.monotonic() - started < 40, "a dead server is told in seconds, not after MLflow's minutes of retries"
+    assert "within 10 s" in out.stderr  # the probe's own deadline, not MLflow's minutes of retries (~250 s)
+    assert time.monotonic() - started < 150, "a dead server is told in seconds (a margin for a loaded machine's imports)"
     assert not cache.exists() or not any(cache.iterdir())
 
 

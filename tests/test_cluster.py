@@ -48,3 +48,27 @@ def test_sweep_places_trials_on_both_nodes(tmp_path, mlflow_server, cache_dir, d
     assert len(children) == 4 and all(r.info.status == "FINISHED" for r in children)
     nodes = {r.data.tags["ray_unlearn.node_id"] for r in children}
     assert len(nodes) == 2, "trials ran on both nodes (1 CPU each, 2 trials at a time)"
+
+
+def test_ray_s_own_sigterm_traceback_is_dropped_from_forwarded_worker_logs_and_nothing_else():
+    from ray_unlearn.search.cluster import ShutdownNoise
+
+    noise = [  # as a Ray 2.60 worker prints it when Ray stops it at a sweep's end
+        "Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f138d9fa5c0>",
+        "Traceback (most recent call last):",
+        '  File "/usr/lib/python3.11/_weakrefset.py", line 39, in _remove',
+        "    def _remove(item, selfref=ref(self)):",
+        "",
+        '  File "/venv/lib/python3.11/site-packages/ray/_private/worker.py", line 1063, in sigterm_handler',
+        "    raise_sys_exit_with_custom_error_message(",
+        '  File "python/ray/_raylet.pyx", line 712, in ray._raylet.raise_sys_exit_with_custom_error_message',
+        "SystemExit: 1",
+    ]
+    real = ["Exception ignored in: <function f at 0x1>", "Traceback (most recent call last):", '  File "m.py", line 3, in f',
+            "ValueError: a real error"]
+    logs = ShutdownNoise()
+    # split across batches as Ray may deliver them, interleaved with another worker's lines
+    assert logs.drop(1, ["epoch 1", *noise[:4]]) == ["epoch 1"]
+    assert logs.drop(2, real[:2]) == []
+    assert logs.drop(1, [*noise[4:], "after"]) == ["after"]
+    assert logs.drop(2, real[2:]) == real

@@ -46,8 +46,12 @@ def _worker_logs_to_stderr() -> None:
 
         original = getattr(worker.print_to_stdstream, "__wrapped__", worker.print_to_stdstream)
 
+        noise = ShutdownNoise()
+
         def to_stderr(data: dict, ignore_prefix: bool) -> None:
-            original({**data, "is_err": True}, ignore_prefix=ignore_prefix)
+            lines = noise.drop(data.get("pid"), data.get("lines") or [])
+            if lines or not data.get("lines"):
+                original({**data, "lines": lines, "is_err": True}, ignore_prefix=ignore_prefix)
 
         to_stderr.__wrapped__ = original  # type: ignore[attr-defined]
         worker.print_to_stdstream = to_stderr  # what the error listener calls (a lost raylet's dump)
@@ -56,6 +60,35 @@ def _worker_logs_to_stderr() -> None:
         dispatcher.add_handler("ray_print_logs", lambda data: to_stderr(data, ignore_prefix=False))
     except (ImportError, AttributeError, KeyError, TypeError) as err:
         logger.debug("Ray's worker logs stay on their own streams: %s", err)
+
+
+class ShutdownNoise:
+    """Drops, per worker, the traceback Ray's own SIGTERM handler prints when Ray stops an idle worker
+    at the sweep's end (`SystemExit` raised inside a weakref callback, "Exception ignored in: ..."): it is
+    Ray tearing down, not an error of a trial, and read as one in the driver's stderr."""
+
+    START = "Exception ignored in"
+
+    def __init__(self) -> None:
+        self.held: dict[Any, list[str]] = {}  # pid -> the lines of a block not yet known to be the noise
+
+    def drop(self, pid: Any, lines: list[str]) -> list[str]:
+        """`lines` of worker `pid` without the noise; a block that may be it is held until its last line."""
+        out: list[str] = []
+        for line in lines:
+            block = self.held.get(pid)
+            if block is None:
+                if line.startswith(self.START):
+                    self.held[pid] = [line]
+                else:
+                    out.append(line)
+                continue
+            block.append(line)
+            if line and not line[0].isspace() and not line.startswith(("Traceback", "During handling", "The above")):
+                del self.held[pid]  # the exception's own line ends a traceback
+                if not (line.startswith("SystemExit") and any("sigterm_handler" in held for held in block)):
+                    out.extend(block)
+        return out
 
 
 def wait_for_cluster(address: str, timeout: float) -> None:

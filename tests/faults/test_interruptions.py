@@ -137,7 +137,7 @@ def test_a_dead_cluster_address_is_one_line_within_the_connect_timeout_and_no_re
     started = time.monotonic()
     out = run_cli("tune", str(path), "--address", f"127.0.0.1:{free_port()}", "--connect-timeout", "4", "--tracking-uri",
                   mlflow_server.url, "--cache-dir", str(cache_dir), "--storage", str(tmp_path / "rr"), cwd=tmp_path)
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 150  # without the probe: 400 s and no answer; a margin for a loaded machine
     assert_user_error(out, "no Ray cluster answers", "within 4 s")
     assert "--resume" not in out.stderr, "there never was a sweep to resume"
     client = MlflowClient(mlflow_server.url)
