@@ -87,15 +87,17 @@ def test_a_stop_signal_is_an_interruption_then_resume_finishes_without_rerunning
     history = {r.info.run_id: len(client.get_metric_history(r.info.run_id, "val_acc")) for r in finished}
 
     if sig == signal.SIGINT:  # and two drivers of one sweep: the second refuses while the first runs
-        first = start(path, *common, "--resume", cwd=tmp_path, log="resume1")
+        # the first extends the sweep, so it is still running when the second (a new process: seconds of
+        # imports on a loaded machine) reaches the lock
+        total = N + 4
+        first = start(path, *common, "--resume", "--num-samples", str(total), cwd=tmp_path, log="resume1")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and "resuming sweep sw" not in (tmp_path / "resume1.err").read_text():
             time.sleep(0.2)  # it holds the sweep's lock from here on
         second = run_cli("tune", str(path), *common, "--resume", cwd=tmp_path)
         line = assert_user_error(second, "sweep sw is already running")
         assert f"pid {first.pid}" in line
-        assert first.wait(timeout=400) == 0, (tmp_path / "resume1.err").read_text()[-3000:]
-        total = N
+        assert first.wait(timeout=600) == 0, (tmp_path / "resume1.err").read_text()[-3000:]
     else:  # and a resumed sweep extended past its count
         resumed = run_cli("tune", str(path), *common, "--resume", "--num-samples", str(N + 1), cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
