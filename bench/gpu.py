@@ -72,10 +72,10 @@ from ray_unlearn.config import Experiment, load_experiment  # noqa: E402
 from ray_unlearn.data.base import RawDataset, Splits, TensorSet  # noqa: E402
 from ray_unlearn.data.info import CIFAR10  # noqa: E402
 from ray_unlearn.data.split import make_splits  # noqa: E402
-from ray_unlearn.device import pick_device, place_data
+from ray_unlearn.device import pick_device, place_data, place_model  # noqa: E402
 from ray_unlearn.models import build_model  # noqa: E402
 from ray_unlearn.progress import table  # noqa: E402
-from ray_unlearn.train import OptimSpec, batches, fit, place_model  # noqa: E402
+from ray_unlearn.train import OptimSpec, batches, fit  # noqa: E402
 from ray_unlearn.trial import run_trial  # noqa: E402
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"

@@ -336,7 +336,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
     if args.name:
         if args.name not in METHODS:
-            from .config import unknown_name
+            from .schema import unknown_name
 
             raise unknown_name("method", args.name, list(METHODS), "method")
         cls = METHODS[args.name]
