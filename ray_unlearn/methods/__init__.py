@@ -6,7 +6,7 @@ class lives; no torch); `catalog.CATALOG` collects them and the classes load on 
 plugins', and its `get_method` is the one lookup.
 
 Adding a method: its Params and declaration in params.py, one module with a `Method` subclass, one
-YAML in search_spaces/; tests/methods/test_contract.py then covers it.
+YAML in search_spaces/; tests/test_contract.py then covers it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 `Params` dataclass in params.py (`entry.method`); its `Method` class is imported when it runs.
 
 Adding a method: its `Params` with its declaration in params.py, its module (a `Method` subclass that
-names itself), one YAML in search_spaces/; tests/methods/test_contract.py then covers it.
+names itself), one YAML in search_spaces/; tests/test_contract.py then covers it.
 """
 
 from __future__ import annotations
