@@ -250,7 +250,7 @@ def instrumented() -> Iterator[None]:
              (ray, "wait", timed_into("waits", main_thread_only=True)),
              (BackgroundWriter, "submit", timed_submit),
              (BackgroundWriter, "call", timed_into("sync_writes", main_thread_only=True)),
-             (SweepTracker, "flush", timed_into("flushes"))]
+             (SweepTracker, "_flush", timed_into("flushes"))]
     for cls in (search._TrackingCallback, search._ProgressCallback):
         for hook in ("on_trial_start", "on_trial_result", "on_trial_complete", "on_trial_error"):
             if hook in vars(cls):

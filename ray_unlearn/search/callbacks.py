@@ -92,6 +92,8 @@ class _TrackingCallback(tune.Callback):
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id not in self.tracker.open:  # it failed before it started (its actor never ran): recorded all the same
+            self.on_trial_start(iteration, trials, trial)
         self.tracker.end_trial(trial.trial_id, metrics={}, status="failed", message=_error_text(trial), failed=True)
 
 

@@ -110,6 +110,8 @@ def test_gpu_trials_scale_the_cluster_up_then_idle_workers_go_away(autoscaling_h
     assert watch.samples[-1][1:] == (1, 0), f"idle workers removed: {watch.samples[-5:]}"
 
     parents, children = sweep_runs(mlflow_server.url, raw["experiment"])
-    assert len(parents) == 1 and len(children) == TRIALS
+    assert len(parents) == 1 and len(children) == TRIALS, (
+        [(r.info.run_name, r.info.status, r.data.tags.get("ray_unlearn.trial_id"), r.data.tags.get("ray_unlearn.status"))
+         for r in children], out.stderr[-4000:])
     assert all("score" in c.data.metrics and c.data.tags[STATUS] == "ok" for c in children), "every trial finished"
     assert f"[{TRIALS}/{TRIALS}]" in out.stderr
