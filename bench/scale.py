@@ -62,8 +62,7 @@ dropped (warm-up); the median wall per trial and its ratio to the plain process'
 the plain process without per-epoch reports (bench/sweep.py's raw way). Nothing else runs meanwhile.
 
     python bench/scale.py --quick                    # 50 trials, 8 slots: ~2-3 minutes on 2 cores
-    python bench/scale.py                            # 100, 300, 1000 trials x 8, 32 slots: long
-                                                     # (~45 min on 2 cores, estimated from --quick)
+    python bench/scale.py                            # 100, 300, 1000 trials x 8, 32 slots: 44 min on 2 cores
     python bench/scale.py --trials 100 --slots 8 --profile /tmp/driver.prof
     python bench/scale.py --smoke                    # tiny, under a minute (tests/test_bench_scale.py)
 
