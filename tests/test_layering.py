@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ray_unlearn import module_graph
+
 PACKAGE = Path(__file__).resolve().parents[1] / "ray_unlearn"
 PLAIN = ["methods", "metrics", "data", "models", "i2i", "tasks", "train.py", "device.py", "registry.py", "cache.py", "references.py", "trial.py",
          "config", "schema.py", "hparams.py", "errors.py", "objective.py"]
@@ -87,74 +89,20 @@ TASK_AGNOSTIC = ["config", "objective.py", "trial.py", "references.py", "search"
                  "commands.py", "registry.py"]
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def import_graph() -> dict[str, set[str]]:
-    """ray_unlearn module -> the ray_unlearn modules it imports (anywhere in the file, TYPE_CHECKING included)."""
-    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in paths.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                    base = ".".join(up + ([node.module] if node.module else []))
-                targets = [base, *(f"{base}.{a.name}" for a in node.names)]
-            for target in targets:
-                while target and target not in paths:
-                    target = target.rpartition(".")[0]
-                if target and target != name:
-                    found.add(target)
-        graph[name] = found
-    return graph
+    return module_graph.import_graph(PACKAGE)
 
 
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for v in graph:
-        if v not in index:
-            visit(v)
-    return found
+def test_the_graph_helpers_on_a_hand_made_graph():
+    # a <-> b is a circle; c imports a; d imports c: chain d -> c -> {a, b}: three floors
+    graph = {"a": {"b"}, "b": {"a"}, "c": {"a"}, "d": {"c"}, "e": set()}
+    assert module_graph.cycles(graph) == [["a", "b"]]
+    assert module_graph.floors(graph) == 3
+    assert module_graph.cycles({"x": {"y"}, "y": set()}) == [] and module_graph.floors({"x": {"y"}, "y": set()}) == 2
 
 
 def test_the_package_has_no_import_circle():
-    assert cycles(import_graph()) == []
+    assert module_graph.cycles(import_graph()) == []
 
 
 def task_packages() -> list[str]:
