@@ -13,7 +13,6 @@ is a `ConfigError` naming the file, key path, bad value and what is allowed.
 from .experiment import Experiment, MethodSpec, trial_config
 from .parse import load_experiment, parse_experiment
 from .sections import (
-    _TOP_KEYS,  # the top-level keys an experiment file may hold
     METRIC_DIRECTIONS,
     MIN_POPULATION,
     UNIVERSAL_WEIGHTS,
@@ -30,7 +29,7 @@ from .sections import (
 from .yaml_io import MAX_DEPTH, apply_overrides, dump_yaml, parse_yaml_text, read_yaml
 
 __all__ = [
-    "_TOP_KEYS", "MAX_DEPTH", "METRIC_DIRECTIONS", "MIN_POPULATION", "UNIVERSAL_WEIGHTS", "DataConfig", "Experiment", "ForgetConfig",
+    "MAX_DEPTH", "METRIC_DIRECTIONS", "MIN_POPULATION", "UNIVERSAL_WEIGHTS", "DataConfig", "Experiment", "ForgetConfig",
     "MethodSpec", "ModelConfig", "ObjectiveConfig", "RecheckConfig", "ResourcesConfig", "TrackingConfig", "TrainConfig",
     "TuneConfig", "apply_overrides", "dump_yaml", "load_experiment", "parse_experiment", "parse_yaml_text", "read_yaml",
     "trial_config",

@@ -30,8 +30,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 if os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1":  # the result grid then warns once per trial about them
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
-# the Tune callbacks, by the names the bench instruments them under
-from .callbacks import TrialNamer, _ProgressCallback, _TrackingCallback  # noqa: E402,I001
+from .callbacks import TrialNamer, _ProgressCallback, _TrackingCallback  # the callbacks: bench/scale.py times them
 from .cluster import CONNECT_TIMEOUT, CPU_FALLBACK, cluster_endpoint, default_concurrency, ensure_ray, trial_device, wait_for_cluster
 from .remote import population_runner, recheck_runner
 from .searcher import Finished, MethodChoiceSpace, SweepSearch, build_searcher, distributions, make_sampler

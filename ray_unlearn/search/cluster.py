@@ -45,7 +45,6 @@ def _worker_logs_to_stderr() -> None:
         from ray._private import worker
 
         original = getattr(worker.print_to_stdstream, "__wrapped__", worker.print_to_stdstream)
-
         noise = ShutdownNoise()
 
         def to_stderr(data: dict, ignore_prefix: bool) -> None:

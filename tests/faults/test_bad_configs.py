@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from ray_unlearn import config as C
 from ray_unlearn.config import load_experiment, parse_experiment
+from ray_unlearn.config.sections import _TOP_KEYS
 from ray_unlearn.data import DATASETS
 from ray_unlearn.errors import ConfigError
 from ray_unlearn.models import ARCHS
@@ -134,7 +135,7 @@ SECTION_CLASSES = {("data",): C.DataConfig, ("data", "forget"): C.ForgetConfig, 
 
 def allowed_keys(path: tuple) -> set:
     if path == ():
-        return set(C._TOP_KEYS)
+        return set(_TOP_KEYS)
     if path in (("fixed",), ("search",)):
         return {f.name for f in dataclasses.fields(METHODS["random_label"].Params)} | {"points_to_evaluate"}
     if path == ("search", "lr"):
